@@ -1,0 +1,9 @@
+"""vibeset command line: a library API first, a CLI verb second.
+
+Each stage module registers its verbs on the shared ``app``.
+"""
+
+from .app import app, main
+from . import core  # noqa: F401  (registers verbs)
+
+__all__ = ["app", "main"]

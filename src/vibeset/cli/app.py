@@ -1,0 +1,56 @@
+"""The shared Typer app, console and small helpers every CLI module uses."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, NoReturn, Optional
+
+import typer
+from rich.console import Console
+
+from ..errors import VibesetError
+from ..workspace import Workspace, load_workspace
+
+app = typer.Typer(
+    name="vibeset",
+    help="Turn nuanced video attributes ('vibes') into labels a recommender can use.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+WorkspaceOption = typer.Option(None, "--workspace", "-w", help="vibeset.toml or its directory (default: $VIBESET_WORKSPACE or .)")
+JsonOption = typer.Option(False, "--json", help="Print one JSON object on stdout for machines.")
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print a one-line error and exit non-zero."""
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def workspace(path: Optional[Path]) -> Workspace:
+    return load_workspace(path)
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=_jsonable) + "\n")
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
+def main() -> None:
+    """Entry point: VibesetErrors become one-line messages, not tracebacks."""
+    try:
+        app()
+    except VibesetError as err:
+        fail(str(err))
