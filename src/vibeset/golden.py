@@ -1,0 +1,174 @@
+"""The Golden Set: consensus labels built from human judgements by an explicit rule.
+
+Judgements come in survey format (rater, video, tag, rating). Tags map to attributes
+through the taxonomy's aliases; "not sure" answers are dropped; a rater who answered
+several aliases of one attribute for one video counts once (mean of their answers).
+A pair is positive when the mean over raters reaches the consensus threshold. Videos
+are split dev/test deterministically by a hash of their id, so a video never straddles
+splits. Individual raters are kept so the single-rater baseline can be scored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .catalog import Catalog
+from .errors import DataError
+from .hashing import content_hash
+from .tables import read_table, require_columns
+from .taxonomy import Taxonomy
+from .workspace import JudgementsConfig, Workspace
+
+JUDGEMENT_COLUMNS = ("rater", "video_id", "attribute", "rating")
+
+
+def read_judgements(path: str | Path, config: JudgementsConfig) -> pd.DataFrame:
+    """Read survey-format judgements; columns renamed to rater, video_id, tag, rating.
+
+    Ratings must be numbers within the scale (or the "not sure" value); the error names
+    the first offending row.
+    """
+    raw = read_table(path, dtype=str)
+    roles = config.columns.model_dump()
+    require_columns(raw, roles, path)
+    frame = pd.DataFrame({role: raw[column] for role, column in roles.items()})
+    frame = frame.rename(columns={"video": "video_id"})
+    frame["video_id"] = frame["video_id"].astype(str).str.strip()
+    frame["rater"] = frame["rater"].astype(str).str.strip()
+    frame["tag"] = frame["tag"].fillna("").astype(str).str.strip().str.lower()
+    rating = pd.to_numeric(frame["rating"], errors="coerce")
+    low, high = config.scale
+    valid = rating.between(low, high) | (rating == config.not_sure if config.not_sure is not None else False)
+    if (~valid).any():
+        row = int(np.flatnonzero(~valid.to_numpy())[0])
+        raise DataError(
+            f"{path}: line {row + 2}: rating {raw[roles['rating']].iloc[row]!r} is outside the scale "
+            f"{low:g}..{high:g} (not-sure value: {config.not_sure})"
+        )
+    frame["rating"] = rating.astype(float)
+    return frame
+
+
+@dataclass
+class GoldenSet:
+    """Consensus pairs plus the individual judgements behind them.
+
+    ``pairs``: video_id, attribute, n_raters, mean_rating, label, split.
+    ``judgements``: rater, video_id, attribute, rating (one per rater and pair).
+    """
+
+    pairs: pd.DataFrame
+    judgements: pd.DataFrame
+    threshold: float
+    rater_positive: float
+    skipped_videos: int = 0
+
+    @property
+    def version(self) -> str:
+        return content_hash(
+            [self.threshold, self.pairs[["video_id", "attribute", "mean_rating", "split"]].to_numpy().tolist()]
+        )
+
+    @property
+    def attributes(self) -> list[str]:
+        return sorted(self.pairs["attribute"].unique())
+
+    def split(self, name: str | None) -> "GoldenSet":
+        """The golden set restricted to one split ('dev' or 'test'); None keeps all."""
+        if name is None:
+            return self
+        if name not in ("dev", "test"):
+            raise DataError(f"unknown golden split {name!r}; expected 'dev' or 'test'")
+        videos = set(self.pairs.loc[self.pairs["split"] == name, "video_id"])
+        return GoldenSet(
+            self.pairs[self.pairs["video_id"].isin(videos)].reset_index(drop=True),
+            self.judgements[self.judgements["video_id"].isin(videos)].reset_index(drop=True),
+            self.threshold,
+            self.rater_positive,
+            self.skipped_videos,
+        )
+
+    def summary(self) -> dict[str, float | int]:
+        return {
+            "pairs": int(len(self.pairs)),
+            "videos": int(self.pairs["video_id"].nunique()),
+            "attributes": int(self.pairs["attribute"].nunique()),
+            "prevalence": float(self.pairs["label"].mean()) if len(self.pairs) else 0.0,
+            "judgements": int(len(self.judgements)),
+            "skipped_videos": int(self.skipped_videos),
+        }
+
+
+def split_of(video_id: str, test_fraction: float, seed: int) -> str:
+    """Deterministic dev/test assignment from a hash of the id (stable across catalogs)."""
+    bucket = int(content_hash(f"{seed}:{video_id}", 8), 16) / 0xFFFFFFFF
+    return "test" if bucket < test_fraction else "dev"
+
+
+def build_golden(
+    judgements: pd.DataFrame,
+    taxonomy: Taxonomy,
+    config: JudgementsConfig,
+    catalog: Catalog | None = None,
+) -> GoldenSet:
+    """Map tags to attributes, drop not-sure, aggregate per rater, then take the consensus."""
+    frame = judgements
+    if config.not_sure is not None:
+        frame = frame[frame["rating"] != config.not_sure]
+    frame = frame.assign(attribute=frame["tag"].map(taxonomy.alias_map())).dropna(subset=["attribute"])
+    skipped = 0
+    if catalog is not None:
+        known = frame["video_id"].isin(set(catalog.ids))
+        skipped = int(frame.loc[~known, "video_id"].nunique())
+        frame = frame[known]
+    per_rater = frame.groupby(["video_id", "attribute", "rater"], as_index=False)["rating"].mean()
+    pairs = per_rater.groupby(["video_id", "attribute"], as_index=False).agg(
+        n_raters=("rating", "size"), mean_rating=("rating", "mean")
+    )
+    pairs["label"] = pairs["mean_rating"] >= config.consensus_threshold
+    pairs["split"] = [split_of(v, config.test_fraction, config.seed) for v in pairs["video_id"]]
+    return GoldenSet(
+        pairs.sort_values(["video_id", "attribute"]).reset_index(drop=True),
+        per_rater[list(JUDGEMENT_COLUMNS)].reset_index(drop=True),
+        config.consensus_threshold,
+        config.rater_positive,
+        skipped,
+    )
+
+
+def workspace_golden(workspace: Workspace, path: str | Path | None = None) -> GoldenSet:
+    """The golden set of a workspace, or of another survey-format file under its rules."""
+    config = workspace.require_judgements()
+    source = Path(path) if path else workspace.path(config.path)
+    return build_golden(read_judgements(source, config), workspace.taxonomy, config, workspace.catalog)
+
+
+def agreement_report(golden: GoldenSet) -> pd.DataFrame:
+    """Per attribute: pairs, mean raters per pair, prevalence, Krippendorff's alpha (interval)."""
+    import krippendorff
+
+    rows = []
+    for attribute, judgements in golden.judgements.groupby("attribute"):
+        pairs = golden.pairs[golden.pairs["attribute"] == attribute]
+        matrix = judgements.pivot_table(index="rater", columns="video_id", values="rating", aggfunc="mean")
+        multi = matrix.loc[:, matrix.notna().sum(axis=0) >= 2]
+        alpha = (
+            float(krippendorff.alpha(reliability_data=multi.to_numpy(), level_of_measurement="interval"))
+            if multi.shape[1] >= 2 and np.nanvar(multi.to_numpy()) > 0
+            else float("nan")
+        )
+        rows.append(
+            {
+                "attribute": attribute,
+                "pairs": len(pairs),
+                "multi_rater_pairs": int((pairs["n_raters"] >= 2).sum()),
+                "raters_per_pair": float(pairs["n_raters"].mean()),
+                "prevalence": float(pairs["label"].mean()),
+                "alpha": alpha,
+            }
+        )
+    return pd.DataFrame(rows)

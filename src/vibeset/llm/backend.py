@@ -1,0 +1,82 @@
+"""The model half of the task/model seam: a backend sends a request and returns text.
+
+A backend knows nothing about vibes; it speaks primitives (system text, user text, images,
+a JSON schema) and maps its SDK's errors once, here at the boundary, onto ``CallError``
+(one call failed: the engine retries it or records it) or ``BackendError`` (the job cannot go on).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Sequence, runtime_checkable
+
+from ..errors import BackendError
+
+KEY_VARIABLES = ("VIBESET_LLM_API_KEY",)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One annotation call: instructions, fenced video data, optional frames (JPEG) or a video file/URI."""
+
+    system: str
+    user: str
+    schema: dict[str, Any] = field(default_factory=dict)
+    images: tuple[bytes, ...] = ()
+    media: str | None = None
+
+
+@dataclass(frozen=True)
+class Completion:
+    """The model's raw text and the tokens it billed (None where the server did not say)."""
+
+    text: str
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+class CallError(Exception):
+    """One call failed. ``retryable`` errors (429, 5xx, timeouts) are retried; ``raw`` is kept for the record."""
+
+    def __init__(self, kind: str, message: str, *, retryable: bool, retry_after: float | None = None, raw: str = ""):
+        super().__init__(message)
+        self.kind = kind
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.raw = raw
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Anything that completes a ``Request``. ``identity`` names it in cache keys and lineage (never secrets)."""
+
+    name: str
+    model: str
+
+    def identity(self) -> dict[str, Any]: ...
+
+    async def complete(self, request: Request, *, temperature: float | None = None) -> Completion: ...
+
+    async def aclose(self) -> None: ...
+
+
+def api_key(variables: Sequence[str], *, required: bool) -> str | None:
+    """The first set environment variable of ``variables``; keys never come from files or flags."""
+    for variable in variables:
+        value = os.environ.get(variable)
+        if value:
+            return value
+    if required:
+        raise BackendError(f"no API key: set one of the environment variables {', '.join(variables)}")
+    return None
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Parse a ``Retry-After`` header given in seconds (HTTP dates are rare from LLM APIs and ignored)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
