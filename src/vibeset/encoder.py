@@ -52,14 +52,23 @@ class MiniLMEncoder:
     name = "all-MiniLM-L6-v2-int8"
     dim = 384
 
-    def __init__(self, *, batch_size: int = 64, max_length: int = 256, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        batch_size: int = 64,
+        max_length: int = 256,
+        threads: int | None = None,
+        model_path: str | Path | None = None,
+        sha256: str = MINILM_SHA256,
+    ) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
         model, tokenizer = _minilm_files()
+        model = Path(model_path) if model_path else model
         digest = file_sha256(str(model))
-        if digest != MINILM_SHA256:
-            raise BackendError(f"{model}: sha256 {digest} does not match the pinned {MINILM_SHA256}; refusing to run it")
+        if digest != sha256:
+            raise BackendError(f"{model}: sha256 {digest} does not match the pinned {sha256}; refusing to run it")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or os.cpu_count() or 1
         options.inter_op_num_threads = 1

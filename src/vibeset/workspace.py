@@ -69,6 +69,7 @@ class WorkspaceConfig(BaseModel):
     catalog: CatalogConfig
     judgements: JudgementsConfig | None = None
     interactions: InteractionsConfig | None = None
+    llm: dict[str, object] = Field(default_factory=dict)  # the [llm] table, validated by vibeset.llm.LLMConfig
 
 
 class Workspace:

@@ -5,5 +5,6 @@ Each stage module registers its verbs on the shared ``app``.
 
 from .app import app, main
 from . import core  # noqa: F401  (registers verbs)
+from . import llm  # noqa: F401
 
 __all__ = ["app", "main"]

@@ -55,4 +55,5 @@ def main() -> None:
     try:
         app()
     except VibesetError as err:
-        fail(str(err))
+        console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        sys.exit(2)

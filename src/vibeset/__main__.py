@@ -1,0 +1,5 @@
+"""``python -m vibeset`` runs the CLI."""
+
+from .cli import main
+
+main()

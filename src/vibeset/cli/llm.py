@@ -1,0 +1,156 @@
+"""``vibeset annotate``: label videos with an LLM (or the zero-shot baseline) into an annotations directory."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ..annotation import write_annotations
+from ..catalog import Video, catalog_from_frame
+from ..llm import LLMConfig, RunSummary, estimate, run
+from ..llm.engine import new_run_id
+from ..tables import read_table
+from ..workspace import Workspace
+from .app import JsonOption, WorkspaceOption, app, console, fail, print_json, workspace
+
+SPLITS = ("golden-dev", "golden-test", "catalog")
+
+
+def _videos(ws: Workspace, videos: Optional[Path], split: Optional[str]) -> list[Video]:
+    """Videos from a file (a catalog table through the workspace's column mapping, or ids) or a named split."""
+    if (videos is None) == (split is None):
+        fail("give exactly one of --videos FILE or --split golden-dev|golden-test|catalog")
+    if split == "catalog":
+        return list(ws.catalog)
+    if split in ("golden-dev", "golden-test"):
+        from ..golden import workspace_golden
+
+        gold = workspace_golden(ws).split(split.split("-", 1)[1])
+        return list(ws.catalog.subset(sorted(gold.pairs["video_id"].unique())))
+    if videos is None:
+        fail(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
+    columns = ws.config.catalog.columns
+    if videos.suffix == ".txt":
+        ids = [line.strip() for line in videos.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return list(ws.catalog.subset(ids))
+    raw = read_table(videos, dtype=str)
+    if list(raw.columns) == [columns.id]:
+        return list(ws.catalog.subset(raw[columns.id].astype(str).str.strip().tolist()))
+    return list(catalog_from_frame(raw, columns, videos))
+
+
+def _config(ws: Workspace, **overrides: object) -> LLMConfig:
+    table = {**ws.config.llm, **{key: value for key, value in overrides.items() if value is not None}}
+    config = LLMConfig.from_table(table, f"{ws.root / 'vibeset.toml'} [llm]")
+    if config.cache is not None:
+        config = config.model_copy(update={"cache": ws.path(config.cache)})
+    return config
+
+
+def _zero_shot(ws: Workspace, videos: list[Video], out: Path, dry_run: bool) -> dict:
+    if dry_run:
+        return {"backend": "zero-shot", "videos": len(videos), "calls": 0, "cost_usd": 0.0}
+    from ..annotators import load_or_fit_zero_shot
+
+    started = time.time()
+    frame = load_or_fit_zero_shot(ws).annotate(videos, ws.taxonomy)
+    run_id = new_run_id()
+    frame["run_id"] = run_id
+    write_annotations(frame, out / f"part-{run_id}-00001.parquet")
+    return {"backend": "zero-shot", "run_id": run_id, "out_dir": str(out), "annotated": len(videos),
+            "rows": len(frame), "elapsed_s": time.time() - started}
+
+
+def _progress() -> tuple[Progress, Callable[[RunSummary], None]]:
+    progress = Progress(
+        TextColumn("annotate"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:.1f} videos/s"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[tokens]:,} tok  ${task.fields[cost]}  retries {task.fields[retries]}  failed {task.fields[failed]}"),
+        console=console,
+    )
+    task = progress.add_task("annotate", total=None, rate=0.0, tokens=0, cost="-", retries=0, failed=0)
+
+    def update(summary: RunSummary) -> None:
+        worked = summary.annotated + summary.failed
+        progress.update(
+            task,
+            total=summary.total,
+            completed=summary.finished,
+            rate=worked / summary.elapsed_s if summary.elapsed_s > 0 else 0.0,
+            tokens=summary.input_tokens + summary.output_tokens,
+            cost="-" if summary.cost_usd is None else f"{summary.cost_usd:.4f}",
+            retries=summary.retries,
+            failed=summary.failed,
+        )
+
+    return progress, update
+
+
+@app.command()
+def annotate(
+    backend: str = typer.Option(..., "--backend", help="openai (any OpenAI-compatible server), gemini, or zero-shot."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model name, passed through to the provider."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1."),
+    videos: Optional[Path] = typer.Option(None, "--videos", help="Catalog-format CSV/JSONL/Parquet, or ids (.txt or a table with only the id column)."),
+    split: Optional[str] = typer.Option(None, "--split", help="golden-dev, golden-test or catalog."),
+    out: Path = typer.Option(..., "--out", help="Output directory; re-running into it resumes the job."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Estimate calls, tokens and cost; call nothing."),
+    concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Calls in flight (default: llm.concurrency in vibeset.toml, else 16)."),
+    response_format: Optional[str] = typer.Option(None, "--response-format", help="json_schema (default), json_object or none."),
+    samples: Optional[int] = typer.Option(None, "--samples", help="Self-consistency: answers per video."),
+    frames: Optional[int] = typer.Option(None, "--frames", help="Frames sampled from each video's media file."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N videos."),
+    ws_path: Optional[Path] = WorkspaceOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Annotate videos with every taxonomy attribute; resumable, cached, costed.
+
+    Writes OUT/part-*.parquet (annotations, readable by 'vibeset evaluate --annotator annotations:OUT'),
+    OUT/failures/ and OUT/manifest.json. API keys come only from environment variables.
+    """
+    ws = workspace(ws_path)
+    chosen = _videos(ws, videos, split)[:limit]
+    if backend == "zero-shot":
+        result = _zero_shot(ws, chosen, out, dry_run)
+        print_json(result) if as_json else console.print(result)
+        return
+    if not model:
+        fail(f"--model is required for --backend {backend}")
+    config = _config(ws, concurrency=concurrency, response_format=response_format, samples=samples, frames=frames)
+    llm = config.backend(backend, model, base_url)
+    if dry_run:
+        result = estimate(chosen, ws.taxonomy, llm, config, out).to_dict()
+        if as_json:
+            print_json(result)
+        else:
+            cost = "unknown (no [llm.prices] entry for this model)" if result["cost_usd"] is None else f"${result['cost_usd']:,.2f}"
+            console.print(
+                f"{result['videos']:,} videos: {result['already_annotated']:,} already annotated, {result['cached']:,} cached; "
+                f"{result['calls']:,} calls, {result['input_tokens']:,} input + {result['output_tokens']:,} output tokens, "
+                f"cost {cost}"
+            )
+        return
+    progress, update = _progress()
+    try:
+        with progress:
+            summary = asyncio.run(run(chosen, ws.taxonomy, llm, config, out, progress=update))
+    except KeyboardInterrupt:
+        fail(f"interrupted; finished videos are saved in {out}; re-run the same command to resume", code=130)
+    result = summary.to_dict()
+    if as_json:
+        print_json(result)
+    else:
+        cost = "-" if summary.cost_usd is None else f"${summary.cost_usd:.4f}"
+        console.print(
+            f"[bold]{summary.annotated}[/] annotated, {summary.skipped} already done, [bold]{summary.failed}[/] failed "
+            f"(see {out}/failures), {summary.calls} calls, {summary.cache_hits} cache hits, {summary.retries} retries, "
+            f"{summary.input_tokens + summary.output_tokens:,} tokens, cost {cost}, {summary.elapsed_s:.1f} s -> {out}"
+        )

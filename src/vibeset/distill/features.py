@@ -1,0 +1,270 @@
+"""Student feature groups: text embedding, catalog tags, collaborative item factors, frames.
+
+A student sees more than text: on the bundled data genres carry more vibe signal than the
+overview, and how people watch (ALS factors learned from ratings) is evidence too. Each group
+is a dense float32 block; ``FeatureSpace`` holds what is needed to compute the groups of any
+video (the tag vocabulary, the item-factor table, the frame-embedding table) and saves it
+without pickle, so the labelling engine can rebuild features from Parquet columns alone.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ..errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from ..catalog import Catalog
+    from ..encoder import Encoder
+    from ..workspace import Workspace
+
+GROUPS = ("text", "tags", "cf", "frames")
+DEFAULT_GROUPS = ("text", "tags", "cf")
+MANIFEST = "features.json"
+
+
+def parse_groups(spec: str | Sequence[str]) -> tuple[str, ...]:
+    """'text,tags,cf' or a sequence -> validated tuple in canonical order; 'all' = text,tags,cf."""
+    names = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
+    if names == ["all"]:
+        names = list(DEFAULT_GROUPS)
+    unknown = sorted(set(names) - set(GROUPS))
+    if unknown or not names:
+        raise ConfigError(f"feature groups must be a comma list of {GROUPS}, got {spec!r}")
+    if "text" not in names:
+        raise ConfigError(f"feature groups {names} lack 'text'; every student reads the text embedding")
+    return tuple(g for g in GROUPS if g in names)
+
+
+def _lookup_table(path: Path) -> tuple[pd.Index, np.ndarray]:
+    table = pq.read_table(path)
+    ids = pd.Index(table.column("video_id").to_pylist())
+    vectors = table.column("embedding").combine_chunks()
+    width = vectors.type.list_size if pa.types.is_fixed_size_list(vectors.type) else None
+    flat = vectors.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
+    return ids, flat.reshape(len(ids), width or (len(flat) // max(len(ids), 1)))
+
+
+def write_lookup_table(path: Path, ids: Sequence[str], vectors: np.ndarray) -> Path:
+    """video_id + fixed-size float32 embedding, the layout lookups and stored embeddings share."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.table({"video_id": pa.array([str(i) for i in ids], pa.string()), "embedding": embedding_array(vectors)})
+    pq.write_table(table, path)
+    return path
+
+
+def embedding_array(vectors: np.ndarray) -> pa.FixedSizeListArray:
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    return pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
+
+
+def embeddings_from_column(column: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarray:
+    """A list / fixed-size-list float column as an (n, dim) float32 matrix; errors name the shape."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if array.null_count:
+        raise DataError(f"embedding column has {array.null_count} null rows; expected one {dim}-d vector per row")
+    flat = array.flatten().to_numpy(zero_copy_only=False)
+    if flat.size != len(array) * dim:
+        raise DataError(f"embedding column holds {flat.size} values for {len(array)} rows; expected {dim} per row")
+    return flat.astype(np.float32, copy=False).reshape(len(array), dim)
+
+
+@dataclass
+class FeatureSpace:
+    """Everything needed to turn a video (or a Parquet row) into the student's input blocks."""
+
+    groups: tuple[str, ...]
+    text_dim: int
+    encoder: str
+    tag_vocabulary: list[str] = field(default_factory=list)
+    cf_ids: pd.Index = field(default_factory=lambda: pd.Index([]))
+    cf_factors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    frame_ids: pd.Index = field(default_factory=lambda: pd.Index([]))
+    frame_vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    lineage: dict = field(default_factory=dict)
+
+    # -- shapes ---------------------------------------------------------------------
+    def widths(self) -> dict[str, int]:
+        """Width of each group's block; cf and frames carry a trailing has_* flag column."""
+        width = {
+            "text": self.text_dim,
+            "tags": len(self.tag_vocabulary),
+            "cf": self.cf_factors.shape[1] + 1,
+            "frames": self.frame_vectors.shape[1] + 1,
+        }
+        return {group: width[group] for group in self.groups}
+
+    # -- blocks ---------------------------------------------------------------------
+    def tags_block(self, tags: pa.Array | pa.ChunkedArray | Sequence[Sequence[str]]) -> np.ndarray:
+        """One-hot tags from a list<string> column, a '|'-separated string column, or Python lists."""
+        if not isinstance(tags, (pa.Array, pa.ChunkedArray)):
+            tags = pa.array([list(t) for t in tags], pa.list_(pa.string()))
+        if isinstance(tags, pa.ChunkedArray):
+            tags = tags.combine_chunks()
+        if pa.types.is_string(tags.type) or pa.types.is_large_string(tags.type):
+            tags = pc.split_pattern(pc.fill_null(tags, ""), "|")
+        n = len(tags)
+        matrix = np.zeros((n, len(self.tag_vocabulary)), dtype=np.float32)
+        tags = pc.fill_null(tags, pa.scalar([], tags.type))
+        lengths = pc.list_value_length(tags).to_numpy(zero_copy_only=False)
+        values = pc.utf8_trim_whitespace(tags.flatten())
+        columns = pc.index_in(values, value_set=pa.array(self.tag_vocabulary, pa.string())).to_numpy(zero_copy_only=False)
+        rows = np.repeat(np.arange(n), lengths)
+        known = ~np.isnan(columns.astype(np.float64))
+        matrix[rows[known], columns[known].astype(np.int64)] = 1.0
+        return matrix
+
+    @staticmethod
+    def _lookup(ids: Sequence[str] | pa.Array, index: pd.Index, table: np.ndarray) -> np.ndarray:
+        positions = index.get_indexer(pd.Index(ids.to_pylist() if isinstance(ids, (pa.Array, pa.ChunkedArray)) else list(ids)))
+        block = np.zeros((len(positions), table.shape[1] + 1), dtype=np.float32)
+        found = positions >= 0
+        block[found, :-1] = table[positions[found]]
+        block[found, -1] = 1.0
+        return block
+
+    def cf_block(self, ids: Sequence[str] | pa.Array) -> np.ndarray:
+        """ALS item factors by id plus a has_cf flag; unknown or unrated videos get zeros and flag 0."""
+        return self._lookup(ids, self.cf_ids, self.cf_factors)
+
+    def frames_block(self, ids: Sequence[str] | pa.Array) -> np.ndarray:
+        return self._lookup(ids, self.frame_ids, self.frame_vectors)
+
+    def blocks(self, ids: Sequence[str] | pa.Array, text: np.ndarray, tags=None) -> dict[str, np.ndarray]:
+        """The student's inputs for rows with these ids, text embeddings and tags."""
+        if text.shape[1] != self.text_dim:
+            raise DataError(f"text embeddings are {text.shape[1]}-d; this feature space expects {self.text_dim}-d")
+        out = {"text": np.ascontiguousarray(text, dtype=np.float32)}
+        if "tags" in self.groups:
+            if tags is None:
+                raise DataError("the student reads tags but the input has no 'tags' column")
+            out["tags"] = self.tags_block(tags)
+        if "cf" in self.groups:
+            out["cf"] = self.cf_block(ids)
+        if "frames" in self.groups:
+            out["frames"] = self.frames_block(ids)
+        return out
+
+    def catalog_blocks(self, catalog: Catalog, encoder: Encoder) -> dict[str, np.ndarray]:
+        """Blocks for every catalog video, in catalog order (text through the cached encoder)."""
+        text = encoder.encode(catalog.texts())
+        return self.blocks(catalog.ids, text, list(catalog.frame["tags"]))
+
+    # -- persistence ----------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        if "cf" in self.groups:
+            write_lookup_table(directory / "cf_items.parquet", list(self.cf_ids), self.cf_factors)
+        if "frames" in self.groups:
+            write_lookup_table(directory / "frame_items.parquet", list(self.frame_ids), self.frame_vectors)
+        manifest = {
+            "groups": list(self.groups),
+            "widths": self.widths(),
+            "text_dim": self.text_dim,
+            "encoder": self.encoder,
+            "tag_vocabulary": self.tag_vocabulary,
+            "lineage": self.lineage,
+        }
+        (directory / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "FeatureSpace":
+        directory = Path(directory)
+        try:
+            manifest = json.loads((directory / MANIFEST).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise DataError(f"{directory / MANIFEST}: no feature manifest ({err})") from err
+        space = cls(
+            groups=tuple(manifest["groups"]),
+            text_dim=int(manifest["text_dim"]),
+            encoder=manifest["encoder"],
+            tag_vocabulary=list(manifest["tag_vocabulary"]),
+            lineage=manifest.get("lineage", {}),
+        )
+        if "cf" in space.groups:
+            space.cf_ids, space.cf_factors = _lookup_table(directory / "cf_items.parquet")
+        if "frames" in space.groups:
+            space.frame_ids, space.frame_vectors = _lookup_table(directory / "frame_items.parquet")
+        return space
+
+
+def build_feature_space(
+    workspace: Workspace,
+    groups: Sequence[str] = DEFAULT_GROUPS,
+    *,
+    text_dim: int = 384,
+    encoder_name: str = "all-MiniLM-L6-v2-int8",
+    cf_factors: int = 32,
+    frames: str | Path | None = None,
+    seed: int = 0,
+) -> FeatureSpace:
+    """Fit what the groups need on the workspace: tag vocabulary, ALS item factors, frame table.
+
+    CF reuses the retrieval stage's ``CollaborativeModel`` without content projection, so
+    unrated videos get zeros and ``has_cf = 0`` instead of a guess made from their text.
+    """
+    groups = parse_groups(groups)
+    catalog = workspace.catalog
+    space = FeatureSpace(groups=groups, text_dim=text_dim, encoder=encoder_name)
+    if "tags" in groups:
+        space.tag_vocabulary = catalog.tag_vocabulary()
+    if "cf" in groups:
+        from ..retrieval.collaborative import CollaborativeModel
+        from ..retrieval.interactions import workspace_interactions
+
+        model = CollaborativeModel(factors=cf_factors, seed=seed).fit(workspace_interactions(workspace), catalog.ids)
+        warm = ~model.cold_
+        space.cf_ids = pd.Index(np.asarray(model.item_ids_)[warm])
+        space.cf_factors = model.item_factors_[warm]
+        space.lineage["cf"] = {**model.params(), "warm_items": int(warm.sum()), "items": len(catalog)}
+    if "frames" in groups:
+        if frames is None:
+            raise ConfigError("feature group 'frames' needs --frames: a Parquet of video_id + embedding from an image encoder")
+        space.frame_ids, space.frame_vectors = _lookup_table(Path(frames))
+        space.lineage["frames"] = str(frames)
+    return space
+
+
+def write_catalog_features(directory: str | Path, catalog: Catalog, blocks: dict[str, np.ndarray]) -> Path:
+    """Save catalog blocks as ``<group>.npy`` keyed by ``video_ids.parquet`` (row order), with the manifest."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"video_id": pa.array(catalog.ids, pa.string())}), directory / "video_ids.parquet")
+    for group, block in blocks.items():
+        np.save(directory / f"{group}.npy", block, allow_pickle=False)
+    return directory
+
+
+def write_catalog_shards(
+    directory: str | Path, catalog: Catalog, text: np.ndarray, *, rows_per_shard: int = 2500
+) -> list[Path]:
+    """The catalog as Parquet shards (video_id, tags, embedding): the input ``vibeset label`` reads."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for number, start in enumerate(range(0, len(catalog), rows_per_shard)):
+        frame = catalog.frame.iloc[start : start + rows_per_shard]
+        table = pa.table(
+            {
+                "video_id": pa.array(list(frame["video_id"]), pa.string()),
+                "tags": pa.array([list(t) for t in frame["tags"]], pa.list_(pa.string())),
+                "embedding": embedding_array(text[start : start + rows_per_shard]),
+            }
+        )
+        path = directory / f"catalog-{number:05d}.parquet"
+        tmp = path.with_name(f".{path.name}.tmp")
+        pq.write_table(table, tmp)
+        tmp.replace(path)
+        paths.append(path)
+    return paths

@@ -1,0 +1,177 @@
+"""Error analysis on the golden dev split: what the annotator gets wrong, most confident first.
+
+For each attribute: metrics with bootstrap CIs, confusion counts, and every false positive and
+false negative with the video's text, the individual human ratings behind the consensus, and
+the annotator's score and evidence. Attributes are ordered worst F1 first, so the next edit is
+the first thing in the report.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from ..catalog import Video
+from ..errors import DataError
+from ..evaluation import evaluate_annotator
+from ..golden import GoldenSet
+
+CONFUSION = ("tp", "fp", "fn", "tn")
+
+
+def scored_pairs(golden: GoldenSet, annotations: pd.DataFrame) -> pd.DataFrame:
+    """Golden pairs joined with the annotator's labels: y_true, y_pred, score, evidence, outcome."""
+    reference = golden.pairs[["video_id", "attribute", "label", "mean_rating", "n_raters"]].rename(
+        columns={"label": "y_true"}
+    )
+    labels = annotations[["video_id", "attribute", "label", "score", "evidence"]].rename(columns={"label": "y_pred"})
+    joined = reference.merge(labels, on=["video_id", "attribute"], how="inner")
+    if joined.empty:
+        raise DataError("the annotator labelled none of the golden pairs; nothing to analyse")
+    y_true, y_pred = joined["y_true"].astype(bool), joined["y_pred"].astype(bool)
+    joined["outcome"] = np.select(
+        [y_true & y_pred, ~y_true & y_pred, y_true & ~y_pred], ["tp", "fp", "fn"], default="tn"
+    )
+    score = joined["score"].astype(float)
+    # confidence in the label it gave; unknown scores sort last
+    joined["confidence"] = np.where(y_pred, score, 1.0 - score)
+    return joined
+
+
+def _example(row: Any, video: Video | None, ratings: list[float]) -> dict[str, Any]:
+    return {
+        "video_id": row.video_id,
+        "title": video.title if video else "",
+        "tags": list(video.tags) if video else [],
+        "text": video.description if video else "",
+        "score": None if pd.isna(row.score) else float(row.score),
+        "confidence": None if pd.isna(row.confidence) else float(row.confidence),
+        "evidence": row.evidence or "",
+        "human_mean_rating": float(row.mean_rating),
+        "human_ratings": ratings,
+        "n_raters": int(row.n_raters),
+    }
+
+
+def error_analysis(
+    golden: GoldenSet,
+    annotations: pd.DataFrame,
+    videos: Mapping[str, Video],
+    *,
+    n_boot: int = 500,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The analysis object: overall metrics, and per attribute metrics, confusion and errors."""
+    pairs = scored_pairs(golden, annotations)
+    evaluation = evaluate_annotator(golden, annotations, n_boot=n_boot, seed=seed)
+    ratings = golden.judgements.groupby(["video_id", "attribute"])["rating"].apply(lambda r: sorted(map(float, r)))
+    attributes = []
+    for name, rows in pairs.groupby("attribute"):
+        counts = rows["outcome"].value_counts()
+        errors = {}
+        for outcome, key in (("fp", "false_positives"), ("fn", "false_negatives")):
+            wrong = rows[rows["outcome"] == outcome].sort_values("confidence", ascending=False, na_position="last")
+            errors[key] = [
+                _example(row, videos.get(row.video_id), ratings.get((row.video_id, name), []))
+                for row in wrong.itertuples(index=False)
+            ]
+        attributes.append(
+            {
+                "attribute": name,
+                "metrics": evaluation["per_attribute"][name],
+                "confusion": {key: int(counts.get(key, 0)) for key in CONFUSION},
+                **errors,
+            }
+        )
+    attributes.sort(key=lambda block: (block["metrics"]["f1"], block["attribute"]))
+    return {
+        "micro": evaluation["micro"],
+        "macro": evaluation["macro"],
+        "coverage": evaluation["coverage"],
+        "head_to_head": {k: evaluation["head_to_head"][k] for k in ("micro", "macro")} if "head_to_head" in evaluation else None,
+        "per_attribute": evaluation["per_attribute"],
+        "attributes": attributes,
+    }
+
+
+def _fmt(value: float | None, ci: list | None = None) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "-"
+    text = f"{value:.3f}"
+    if ci and all(x is not None and np.isfinite(x) for x in ci):
+        text += f" [{ci[0]:.2f}, {ci[1]:.2f}]"
+    return text
+
+
+def _cell(text: str, limit: int = 0) -> str:
+    """Untrusted text made inert for Markdown tables and viewers: no HTML, pipes or newlines."""
+    text = " ".join(str(text).split())
+    if limit and len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+
+
+def to_markdown(report: Mapping[str, Any], *, examples: int = 5) -> str:
+    """A readable report: headline, per-attribute table (worst first), top errors per attribute."""
+    head = report["header"]
+    lines = [
+        f"# Error analysis: {head['annotator']} on the golden {head['split']} split",
+        "",
+        f"- run `{head['run_id']}`; annotator version `{head['annotator_version']}`, model `{head['model']}`",
+        f"- taxonomy `{head['taxonomy_version']}`, golden `{head['golden_version']}` ({head['split']} split)",
+        f"- golden test split used {head['test_uses']} time(s) for this golden version",
+        f"- macro F1 {_fmt(report['macro']['f1'], report['macro']['ci']['f1'])}, "
+        f"micro F1 {_fmt(report['micro']['f1'], report['micro']['ci']['f1'])}, coverage {report['coverage']:.0%}",
+    ]
+    if report.get("head_to_head"):
+        h2h = report["head_to_head"]["macro"]
+        lines.append(f"- head-to-head with single raters' references: macro F1 {_fmt(h2h['f1'], h2h['ci']['f1'])}")
+    lines += [
+        "",
+        "## Attributes, worst F1 first",
+        "",
+        "| attribute | n | prevalence | precision | recall | F1 [95% CI] | always-yes F1 | TP | FP | FN | TN |",
+        "| --- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: |",
+    ]
+    for block in report["attributes"]:
+        m, c = block["metrics"], block["confusion"]
+        lines.append(
+            f"| {block['attribute']} | {m['n']} | {m['prevalence']:.2f} | {_fmt(m['precision'])} | {_fmt(m['recall'])} "
+            f"| {_fmt(m['f1'], m['ci']['f1'])} | {_fmt(m['always_positive_f1'])} | {c['tp']} | {c['fp']} | {c['fn']} | {c['tn']} |"
+        )
+    if report["attributes"]:
+        worst = report["attributes"][0]["attribute"]
+        lines += ["", f"Next: `vibeset iterate refine --attribute {worst}` (offline) or with `--backend openai ...`."]
+    for block in report["attributes"]:
+        lines += ["", f"## {block['attribute']}"]
+        for key, title in (("false_positives", "False positives (annotator yes, humans no)"),
+                           ("false_negatives", "False negatives (annotator no, humans yes)")):
+            shown = block[key][:examples]
+            lines += ["", f"### {title}: {len(block[key])}, most confident first", ""]
+            if not shown:
+                lines.append("none")
+            for ex in shown:
+                ratings = ", ".join(f"{r:g}" for r in ex["human_ratings"])
+                lines.append(
+                    f"- **{_cell(ex['title'])}** (`{ex['video_id']}`) score {_fmt(ex['score'])}; humans mean "
+                    f"{ex['human_mean_rating']:.2f} from [{ratings}]"
+                    + (f"; evidence: {_cell(ex['evidence'], 200)}" if ex["evidence"] else "")
+                    + f"  \n  {_cell(ex['text'], 300)}"
+                )
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: Mapping[str, Any], directory: str | Path) -> dict[str, Path]:
+    """Write ``analysis.json`` and ``analysis.md`` into ``directory``; returns their paths."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    from .registry import _plain
+
+    paths = {"json": directory / "analysis.json", "markdown": directory / "analysis.md"}
+    paths["json"].write_text(json.dumps(_plain(report), indent=2, allow_nan=False), encoding="utf-8")
+    paths["markdown"].write_text(to_markdown(report), encoding="utf-8")
+    return paths

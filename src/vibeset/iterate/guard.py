@@ -1,0 +1,44 @@
+"""The honesty guard: the golden TEST split is read only by an explicit, recorded final evaluation.
+
+Iterating against the dev split is the point of the loop; every look at the test split spends
+some of its independence. So the test split is handed out only with ``final=True`` (the CLI's
+``--final``), each hand-out is written to the registry before any label is scored, and reports
+print how many times the test split of that golden version has been used.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ..errors import ConfigError
+from ..golden import GoldenSet, workspace_golden
+from ..workspace import Workspace
+from .registry import connect
+
+SPLITS = ("dev", "test")
+
+
+def golden_split(workspace: Workspace, split: str = "dev", *, final: bool = False, purpose: str = "") -> GoldenSet:
+    """The workspace's golden ``split``; 'test' only with ``final=True``, and that use is recorded."""
+    if split not in SPLITS:
+        raise ConfigError(f"golden split must be 'dev' or 'test', got {split!r}")
+    golden = workspace_golden(workspace)
+    if split == "test":
+        if not final:
+            used = test_uses(workspace, golden.version)
+            raise ConfigError(
+                "the golden test split is held out for final evaluations: iterate on 'dev' and pass --final "
+                f"for a recorded test evaluation (test split of golden {golden.version} used {used} time(s) so far)"
+            )
+        with connect(workspace) as db:
+            db.execute("INSERT INTO test_access VALUES (?, ?, ?)", (time.time(), golden.version, purpose))
+    return golden.split(split)
+
+
+def test_uses(workspace: Workspace, golden_version: str | None = None) -> int:
+    """How many times a golden test split (of ``golden_version``, or any) was handed out."""
+    query, params = "SELECT COUNT(*) FROM test_access", ()
+    if golden_version:
+        query, params = query + " WHERE golden_version = ?", (golden_version,)
+    with connect(workspace) as db:
+        return int(db.execute(query, params).fetchone()[0])
