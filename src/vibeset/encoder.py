@@ -15,6 +15,7 @@ import numpy as np
 
 from .errors import BackendError
 from .hashing import content_hash, file_sha256
+from .progress import progress_bar
 
 if TYPE_CHECKING:
     from .workspace import Workspace
@@ -132,7 +133,11 @@ class CachedEncoder:
         if progress:
             progress(len(texts) - len(missing))
         if missing:
-            vectors = self.encoder.encode(list(missing.values()), progress)
+            if progress is None and len(missing) >= 256:
+                with progress_bar(len(missing), f"encoding with {self.name}") as advance:
+                    vectors = self.encoder.encode(list(missing.values()), advance)
+            else:
+                vectors = self.encoder.encode(list(missing.values()), progress)
             rows = [(key, vector.astype(np.float32).tobytes()) for key, vector in zip(missing, vectors)]
             with self._db:
                 self._db.executemany("INSERT OR REPLACE INTO embedding VALUES (?, ?)", rows)
