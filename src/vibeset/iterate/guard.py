@@ -25,7 +25,7 @@ def golden_split(workspace: Workspace, split: str = "dev", *, final: bool = Fals
     golden = workspace_golden(workspace)
     if split == "test":
         if not final:
-            used = test_uses(workspace, golden.version)
+            used = uses_of_test_split(workspace, golden.version)
             raise ConfigError(
                 "the golden test split is held out for final evaluations: iterate on 'dev' and pass --final "
                 f"for a recorded test evaluation (test split of golden {golden.version} used {used} time(s) so far)"
@@ -35,10 +35,12 @@ def golden_split(workspace: Workspace, split: str = "dev", *, final: bool = Fals
     return golden.split(split)
 
 
-def test_uses(workspace: Workspace, golden_version: str | None = None) -> int:
-    """How many times a golden test split (of ``golden_version``, or any) was handed out."""
-    query, params = "SELECT COUNT(*) FROM test_access", ()
-    if golden_version:
-        query, params = query + " WHERE golden_version = ?", (golden_version,)
+def uses_of_test_split(workspace: Workspace, golden_version: str | None = None) -> int:
+    """How many times the test split of a golden set was handed out.
+
+    ``golden_version`` is the version of the whole golden set (both splits); by default the
+    workspace's current one.
+    """
+    version = golden_version or workspace_golden(workspace).version
     with connect(workspace) as db:
-        return int(db.execute(query, params).fetchone()[0])
+        return int(db.execute("SELECT COUNT(*) FROM test_access WHERE golden_version = ?", (version,)).fetchone()[0])

@@ -97,17 +97,19 @@ class Run:
             value = self.metrics.get(block, {})
             if isinstance(value, dict) and "f1" in value:
                 out[f"{block}_f1"] = value["f1"]
+            elif isinstance(self.metrics.get(f"{block}_f1"), (int, float)):
+                out[f"{block}_f1"] = self.metrics[f"{block}_f1"]
         return out
 
 
-def _plain(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """JSON-safe copy: numpy scalars/arrays to Python, NaN/inf to None (strict JSON)."""
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [jsonable(v) for v in value]
     if hasattr(value, "tolist"):
-        return _plain(value.tolist())
+        return jsonable(value.tolist())
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, Path):
@@ -116,7 +118,7 @@ def _plain(value: Any) -> Any:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(_plain(value or {}), sort_keys=True, allow_nan=False)
+    return json.dumps(jsonable(value or {}), sort_keys=True, allow_nan=False)
 
 
 def connect(workspace: Workspace) -> sqlite3.Connection:
@@ -157,8 +159,8 @@ def record_run(
         created_at=time.time(),
         status=status,
         lineage=lineage or Lineage(),
-        config=_plain(dict(config or {})),
-        metrics=_plain(dict(metrics or {})),
+        config=jsonable(dict(config or {})),
+        metrics=jsonable(dict(metrics or {})),
         cost_usd=cost_usd,
         duration_s=duration_s,
         artifacts={k: str(v) for k, v in (artifacts or {}).items()},

@@ -7,7 +7,9 @@ string in a report or the registry always means the same thing.
 
 Annotator specs accepted by the iterate verbs: ``zero-shot`` (the workspace's), ``zero-shot@V``
 (a refined version), ``champion`` (the promoted one), and what ``vibeset evaluate`` accepts
-(``annotations:DIR``, ``student``).
+(``annotations:DIR``, ``student``). ``zero-shot@V`` with a taxonomy version V fits the
+zero-shot thresholds on the golden dev split for V's definitions: an edited definition measured
+offline.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from ..annotate.zeroshot import ZeroShotAnnotator
 from ..annotators import load_or_fit_zero_shot, resolve
 from ..catalog import Video
 from ..encoder import workspace_encoder
-from ..errors import ConfigError, NotFittedError
+from ..errors import ConfigError
+from ..golden import GoldenSet
 from ..taxonomy import Taxonomy, load_taxonomy
 from ..workspace import Workspace
 
@@ -78,11 +81,33 @@ def load_zero_shot(workspace: Workspace, version: str) -> ZeroShotAnnotator:
     return ZeroShotAnnotator.load(directory, workspace_encoder(workspace))
 
 
-def fit_zero_shot(workspace: Workspace, taxonomy: Taxonomy, dev_videos: Sequence[Video], dev) -> ZeroShotAnnotator:
-    """A zero-shot annotator for ``taxonomy``: the workspace's own when it matches, else fitted on dev."""
-    if taxonomy.version == workspace.taxonomy.version:
-        return load_or_fit_zero_shot(workspace)
-    return ZeroShotAnnotator(workspace_encoder(workspace)).fit(list(dev_videos), taxonomy, dev)
+def find_versions(workspace: Workspace, prefix: str) -> list[tuple[str, str, Path]]:
+    """(kind, version, path) of every taxonomy or zero-shot version named ``prefix`` (exact match wins)."""
+    if not prefix or "/" in prefix or "*" in prefix:
+        return []
+    found = []
+    if workspace.taxonomy.version.startswith(prefix):
+        found.append(("taxonomy", workspace.taxonomy.version, workspace.path(workspace.config.taxonomy)))
+    for path in sorted(taxonomy_dir(workspace).glob(f"{prefix}*.yaml")):
+        if path.stem != workspace.taxonomy.version:
+            found.append(("taxonomy", path.stem, path))
+    for path in sorted(zero_shot_versions_dir(workspace).glob(f"{prefix}*")):
+        found.append(("zero-shot", path.name, path))
+    exact = [item for item in found if item[1] == prefix]
+    return exact or found
+
+
+def find_version(workspace: Workspace, prefix: str) -> tuple[str, str, Path]:
+    """The one version ``prefix`` names, or an error listing what it could mean."""
+    found = find_versions(workspace, prefix)
+    if not found:
+        raise ConfigError(
+            f"no taxonomy or zero-shot version {prefix!r}; known versions are the files under "
+            f"{taxonomy_dir(workspace)} and {zero_shot_versions_dir(workspace)}"
+        )
+    if len(found) > 1:
+        raise ConfigError(f"version prefix {prefix!r} is ambiguous: {', '.join(f'{k} {v}' for k, v, _ in found)}")
+    return found[0]
 
 
 @dataclass(frozen=True)
@@ -97,41 +122,54 @@ class Labels:
 
 
 def _lineage_value(frame: pd.DataFrame, column: str) -> str:
-    values = sorted(set(frame[column].dropna().astype(str)) - {""})
-    return ",".join(values)
+    return ",".join(sorted(set(frame[column].dropna().astype(str)) - {""}))
 
 
-def labels(
-    workspace: Workspace,
-    spec: str,
-    videos: Sequence[Video],
-    taxonomy: Taxonomy,
-    *,
-    dev_videos: Sequence[Video] = (),
-    dev=None,
-) -> Labels:
-    """Annotations of ``videos`` by the annotator ``spec`` under ``taxonomy`` (see module doc)."""
+def zero_shot_for(workspace: Workspace, spec: str, dev: GoldenSet) -> tuple[ZeroShotAnnotator, Taxonomy]:
+    """The zero-shot annotator and taxonomy a ``zero-shot[@V]`` spec names.
+
+    ``V`` is a zero-shot version, or a taxonomy version: then thresholds are fitted on ``dev``
+    for that taxonomy's definitions (how an edited definition is measured offline).
+    """
+    if spec == "zero-shot":
+        return load_or_fit_zero_shot(workspace), workspace.taxonomy
+    kind, version, path = find_version(workspace, spec.split("@", 1)[1])
+    if kind == "zero-shot":
+        annotator = load_zero_shot(workspace, version)
+        return annotator, load_taxonomy_version(workspace, annotator.taxonomy_version_)
+    taxonomy = load_taxonomy_version(workspace, path)
+    if taxonomy.version == workspace.taxonomy.version:
+        return load_or_fit_zero_shot(workspace), taxonomy
+    dev_videos = list(workspace.catalog.subset(sorted(dev.pairs["video_id"].unique())))
+    return ZeroShotAnnotator(workspace_encoder(workspace)).fit(dev_videos, taxonomy, dev), taxonomy
+
+
+def check_spec(workspace: Workspace, spec: str) -> str:
+    """``spec`` unchanged, or an error when it names no known version (before any split is read)."""
+    if spec.startswith("zero-shot@"):
+        find_version(workspace, spec.split("@", 1)[1])
+    elif spec.startswith("annotations:") and not Path(spec.split(":", 1)[1]).exists():
+        raise ConfigError(f"{spec}: no such annotations file or directory")
+    elif spec not in ("zero-shot", "champion", "student") and not spec.startswith("annotations:"):
+        raise ConfigError(f"unknown annotator {spec!r}; expected zero-shot, zero-shot@VERSION, champion, annotations:DIR or student")
+    return spec
+
+
+def labels(workspace: Workspace, spec: str, videos: Sequence[Video], dev: GoldenSet) -> Labels:
+    """Annotations of ``videos`` by the annotator ``spec`` (see the module doc); ``dev`` fits thresholds."""
     if spec == "champion":
         from .promote import champion
 
         current = champion(workspace)
         if current is None:
             raise ConfigError("no champion promoted yet; run 'vibeset iterate promote VERSION'")
-        spec = "zero-shot@" + current.version if current.kind == "zero-shot" else "zero-shot"
-        if current.kind == "taxonomy":
-            taxonomy = load_taxonomy(current.path)
+        spec = f"zero-shot@{current.version}"
     if spec == "zero-shot" or spec.startswith("zero-shot@"):
-        if spec == "zero-shot":
-            if dev is None and taxonomy.version != workspace.taxonomy.version:
-                raise ConfigError("fitting zero-shot thresholds for a new taxonomy needs the golden dev split")
-            annotator = fit_zero_shot(workspace, taxonomy, dev_videos, dev)
-        else:
-            annotator = load_zero_shot(workspace, spec.split("@", 1)[1])
-        try:
-            frame = annotator.annotate(list(videos), taxonomy)
-        except NotFittedError as err:
-            raise ConfigError(f"{spec}: {err}") from err
+        annotator, taxonomy = zero_shot_for(workspace, spec, dev)
+        frame = annotator.annotate(list(videos), taxonomy)
         return Labels(spec, frame, annotator.version, annotator.encoder.name, taxonomy.version)
     frame = resolve(spec, workspace, videos)
-    return Labels(spec, frame, _lineage_value(frame, "prompt_version"), _lineage_value(frame, "model"),
-                  _lineage_value(frame, "taxonomy_version") or taxonomy.version)
+    return Labels(
+        spec, frame, _lineage_value(frame, "prompt_version"), _lineage_value(frame, "model"),
+        _lineage_value(frame, "taxonomy_version"),
+    )

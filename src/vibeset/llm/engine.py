@@ -100,6 +100,7 @@ class _Job:
         self.config = config
         self.prompt = prompt or Prompt(taxonomy, PromptTemplate.load(config.prompt))
         self.names = taxonomy.names
+        self.taxonomy_version = taxonomy.version  # a hash of the whole taxonomy: computed once
         self.inputs = {
             "frames": config.frames,
             "max_fps": config.max_fps,
@@ -114,7 +115,7 @@ class _Job:
             **self.identity,
             "samples": self.config.samples,
             "prompt_version": self.prompt.version,
-            "taxonomy_version": self.taxonomy.version,
+            "taxonomy_version": self.taxonomy_version,
         }
 
     def video_hash(self, video: Video) -> str:
@@ -176,7 +177,7 @@ def _rows(video: Video, samples: list[dict[str, Judgement]], job: _Job, run_id: 
                 "model": job.backend.model,
                 "run_id": run_id,
                 "prompt_version": job.prompt.version,
-                "taxonomy_version": job.taxonomy.version,
+                "taxonomy_version": job.taxonomy_version,
             }
         )
     return rows

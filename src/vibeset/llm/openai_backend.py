@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any, Literal
 
+import httpx
 import openai
 
 from ..errors import BackendError
@@ -80,49 +82,50 @@ class OpenAIBackend:
             return {"type": "json_object", "schema": request.schema}
         return None
 
-    async def complete(self, request: Request) -> Completion:
-        options: dict[str, Any] = {"temperature": self.temperature}
+    def _body(self, request: Request) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self.model, "messages": self._messages(request), "temperature": self.temperature}
         if self.max_output_tokens:
-            options["max_tokens"] = self.max_output_tokens
+            body["max_tokens"] = self.max_output_tokens
         response_format = self._format(request)
         if response_format:
-            options["response_format"] = response_format
+            body["response_format"] = response_format
+        return body
+
+    async def complete(self, request: Request) -> Completion:
+        """POST /chat/completions through the official client's ``post``.
+
+        The client still does auth, base URL, timeouts and maps HTTP errors to its exception
+        types; the body (the protocol itself) is built here and the answer read as JSON, which
+        skips the SDK's per-call TypedDict transform and model construction (~0.7 ms CPU per call,
+        which caps throughput at high concurrency) and keeps the raw text of a malformed answer.
+        """
         try:
-            raw = await self._get_client().chat.completions.with_raw_response.create(
-                model=self.model, messages=self._messages(request), **options
-            )
+            response = await self._get_client().post("/chat/completions", body=self._body(request), cast_to=httpx.Response)
         except openai.APIStatusError as err:
             raise _status_error(err) from err
         except openai.APITimeoutError as err:
             raise CallError("timeout", f"no answer within {self.timeout_s:g} s", retryable=True) from err
         except openai.APIConnectionError as err:
             raise CallError("connection", f"cannot reach {self.base_url or 'api.openai.com'}: {err}", retryable=True) from err
+        raw = response.text
         try:
-            response = raw.parse()
-        except (openai.APIResponseValidationError, ValueError) as err:
+            data = json.loads(raw)
+            message = data["choices"][0]["message"]
+        except (ValueError, KeyError, IndexError, TypeError) as err:
             raise CallError(
-                "bad_response", f"the server's answer is not a chat completion: {err}", retryable=True, raw=raw.http_response.text[:2000]
+                "bad_response", f"the server's answer is not a chat completion ({err!r})", retryable=True, raw=raw[:2000]
             ) from err
-        if not getattr(response, "choices", None):
-            raise CallError("bad_response", "the server's answer has no choices", retryable=True, raw=_dump(response))
-        usage = getattr(response, "usage", None)
+        usage = data.get("usage") or {}
         return Completion(
-            text=response.choices[0].message.content or "",
-            input_tokens=getattr(usage, "prompt_tokens", None),
-            output_tokens=getattr(usage, "completion_tokens", None),
+            text=message.get("content") or "",
+            input_tokens=usage.get("prompt_tokens"),
+            output_tokens=usage.get("completion_tokens"),
         )
 
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.close()
             self._client = None
-
-
-def _dump(response: Any) -> str:
-    try:
-        return response.model_dump_json()
-    except AttributeError:
-        return str(response)
 
 
 def _status_error(err: openai.APIStatusError) -> Exception:

@@ -7,7 +7,7 @@ Each build writes a new version directory, then atomically replaces the ``CURREN
 Layout::
 
     <root>/CURRENT                 name of the live version
-    <root>/versions/<version>/     manifest.json, items.parquet, users.parquet, *.npy, annotations.parquet
+    <root>/versions/v00001-<time>-<random>/   manifest.json, items.parquet, users.parquet, *.npy, annotations.parquet
 """
 
 from __future__ import annotations
@@ -117,7 +117,8 @@ class AttributeIndex:
         root = Path(root)
         versions = root / "versions"
         versions.mkdir(parents=True, exist_ok=True)
-        version = time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
+        serial = 1 + max((int(name.split("-")[0][1:]) for name in list_versions(root)), default=0)
+        version = f"v{serial:05d}-{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(2)}"  # sorts by age
         staging = versions / f".{version}.tmp"
         staging.mkdir()
         manifest = {

@@ -21,7 +21,11 @@ from ..errors import DataError, UnknownAttributeError
 from .index import AttributeIndex
 
 SOURCES = ("explicit", "query", "inferred")
-_SPLIT = re.compile(r"\s*(?:[,;.!?/]|\bbut\b|\band\b|\bor\b|\bwith\b|\bthough\b|\balthough\b|\bplus\b)\s*", re.I)
+_SPLIT = re.compile(
+    r"\s*(?:[,;.!?/]|\bbut\b|\band\b|\bor\b|\bwith\b|\bthough\b|\balthough\b|\bplus\b)\s*"
+    r"|\s+(?=(?:without|except|minus|nothing|not|no)\b)",
+    re.I,
+)
 _NEGATION = re.compile(
     r"^(?:not|no|without|nothing|never|avoid(?:ing)?|except|minus|non|none|isn'?t|aren'?t|don'?t|doesn'?t|less)\b[\s-]*",
     re.I,

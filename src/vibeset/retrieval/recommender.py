@@ -65,12 +65,16 @@ class Recommender:
         return row
 
     def intent(self, user: str, text: str | None) -> Intent:
-        """Comma-separated attribute names ('-name' excludes) are explicit; other text is a query; none is inferred."""
+        """Comma-separated attribute names ('-name' excludes) are explicit; other text is a query; none is inferred.
+
+        Text naming at least one attribute is read as such a list, so a misspelt name is an
+        error rather than silently becoming a free-text query.
+        """
         if text is None or not text.strip():
             return infer_intent(self.index, self.user_row(user))
         tokens = [t.strip() for t in text.split(",") if t.strip()]
         names = set(self.index.attributes)
-        if tokens and all(t.lstrip("-!") in names for t in tokens):
+        if any(t.lstrip("-!") in names for t in tokens):  # a list naming attributes: unknown names are errors
             return explicit_intent(
                 self.index.attributes,
                 [t for t in tokens if t[0] not in "-!"],

@@ -1,0 +1,228 @@
+"""Retrieval verbs: index build, serve, eval-retrieval, recommend, bench retrieval."""
+
+from __future__ import annotations
+
+import json
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .app import JsonOption, WorkspaceOption, app, console, fail, print_json, workspace
+from .bench import bench_app
+
+index_app = typer.Typer(help="Build the attribute index that restricted retrieval serves.", no_args_is_help=True)
+app.add_typer(index_app, name="index")
+
+
+@contextmanager
+def _progress(label: str, total: int | None) -> Iterator:
+    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+@index_app.command("build")
+def index_build(
+    annotations: Optional[Path] = typer.Option(None, "--annotations", help="annotations directory (default: out/annotations/student, else zero-shot)"),
+    factors: int = typer.Option(64, help="CF embedding dimension"),
+    keep: int = typer.Option(3, help="index versions to keep"),
+    workspace_path: Optional[Path] = WorkspaceOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Fit CF embeddings on all interactions, index the labels, and swap the new version in atomically."""
+    from ..retrieval.build import build_workspace_index, index_root
+    from ..retrieval.collaborative import CollaborativeModel
+
+    ws = workspace(workspace_path)
+    with _progress("encoding catalog", len(ws.catalog)) as advance:
+        index = build_workspace_index(ws, annotations, model=CollaborativeModel(factors=factors), progress=advance)
+    path = index.save(index_root(ws), keep=keep)
+    postings = {name: int(index.post_offsets[a + 1] - index.post_offsets[a]) for a, name in enumerate(index.attributes)}
+    summary = {
+        "version": index.version,
+        "path": str(path),
+        "items": len(index),
+        "users": len(index.user_ids),
+        "annotations": index.manifest["annotations"],
+        "cold_items": index.manifest["collaborative"]["cold_items"],
+        "postings": postings,
+    }
+    if as_json:
+        print_json(summary)
+        return
+    console.print(
+        f"index [bold]{index.version}[/] -> {path}: {len(index)} videos, {len(index.user_ids)} users, "
+        f"{summary['cold_items']} cold-start videos, labels from {summary['annotations']}",
+        highlight=False,
+    )
+    console.print("videos per attribute: " + ", ".join(f"{k} {v}" for k, v in postings.items()), highlight=False)
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="interface to bind"),
+    port: int = typer.Option(8000, help="port"),
+    workers: int = typer.Option(1, help="worker processes (one BLAS thread each)"),
+    index: Optional[Path] = typer.Option(None, "--index", help="serve this index directory instead of the workspace's"),
+    workspace_path: Optional[Path] = WorkspaceOption,
+) -> None:
+    """Serve /recommend, /videos/{id}, /attributes, /healthz (bearer auth when $VIBESET_API_TOKEN is set)."""
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = "1"  # inherited by the worker processes before they import numpy
+    import uvicorn
+
+    from ..serve.api import TARGET_ENV
+
+    if index is not None:
+        target = index.resolve()
+    else:
+        ws = workspace(workspace_path)
+        target = ws.root
+    os.environ[TARGET_ENV] = str(target)
+    from ..serve.api import app_from_env
+
+    app_from_env()  # fail fast here, with a one-line message, if the index is missing
+    console.print(f"serving {target} on http://{host}:{port} ({workers} worker(s)); docs at /docs", highlight=False)
+    uvicorn.run(
+        "vibeset.serve.api:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,
+        log_level="warning",
+    )
+
+
+def _fmt(metric: dict) -> str:
+    value, (low, high) = metric["value"], metric["ci"]
+    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
+
+
+@app.command("eval-retrieval")
+def eval_retrieval(
+    k: int = typer.Option(10, "-k", help="cut-off K"),
+    test_fraction: float = typer.Option(0.1, help="share of the interaction time span held out (latest)"),
+    ab: Optional[str] = typer.Option(None, "--ab", help="A/B replay of two index versions 'A,B' (default: previous,current)"),
+    boot: int = typer.Option(1000, help="bootstrap resamples"),
+    workspace_path: Optional[Path] = WorkspaceOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Offline evaluation on a temporal split: restricted vs unrestricted vs popularity, plus an A/B replay.
+
+    The report is also written to ARTIFACTS/retrieval/evaluation.json (read by 'vibeset report').
+    """
+    from ..retrieval.evaluation import evaluate_workspace
+
+    versions = None
+    if ab:
+        parts = [p.strip() for p in ab.split(",")]
+        if len(parts) != 2:
+            fail(f"--ab expects two versions 'A,B', got {ab!r}")
+        versions = (parts[0], parts[1])
+    ws = workspace(workspace_path)
+    with _progress("replaying held-out positives", None) as advance:
+        report = evaluate_workspace(ws, k=k, test_fraction=test_fraction, versions=versions, n_boot=boot, progress=advance)
+    ws.artifact("retrieval", "evaluation.json").write_text(json.dumps(report, indent=2, default=str))
+    if as_json:
+        print_json(report)
+        return
+    table = Table(
+        title=f"restricted retrieval, temporal split: {report['events']} held-out positives of {report['users']} users, "
+        f"{report['queries']} (user, attribute) queries; 95% CIs resample users"
+    )
+    for column in ("system", f"recall@{k}", f"ndcg@{k}", "intent precision (golden)"):
+        table.add_column(column)
+    for system, metrics in report["systems"].items():
+        precision = metrics["intent_precision"]
+        table.add_row(
+            system, _fmt(metrics[f"recall@{k}"]), _fmt(metrics[f"ndcg@{k}"]), f"{_fmt(precision)} n={precision['n']}"
+        )
+    console.print(table)
+    ab_report = report["ab"]
+    if "skipped" in ab_report:
+        console.print(f"A/B replay: {ab_report['skipped']}", highlight=False)
+        return
+    table = Table(title=f"replayed A/B: A={ab_report['a']} vs B={ab_report['b']}, {ab_report['queries']} queries")
+    for column in ("metric", "A", "B", "lift B/A [95% CI]"):
+        table.add_column(column)
+    for metric in (f"recall@{k}", f"ndcg@{k}", "intent_precision"):
+        m = ab_report[metric]
+        table.add_row(metric, f"{m['a']:.3f}", f"{m['b']:.3f}", f"{m['lift']:+.1%} [{m['ci'][0]:+.1%}, {m['ci'][1]:+.1%}]")
+    console.print(table)
+
+
+def _example_users(recommender, n: int) -> list[str]:
+    """Users with the longest histories: their inferred vibes are the most telling."""
+    lengths = recommender.index.seen_indptr[1:] - recommender.index.seen_indptr[:-1]
+    order = sorted(range(len(lengths)), key=lambda u: (-int(lengths[u]), u))
+    return [recommender.index.user_ids[u] for u in order[: n * 7 : 7]]
+
+
+EXAMPLE_INTENTS = (None, "something uplifting but not sappy", "dark,-violent")
+
+
+@app.command()
+def recommend(
+    user: Optional[str] = typer.Option(None, "--user", help="user id"),
+    intent: Optional[str] = typer.Option(None, "--intent", help="attribute names ('dark,-sad') or free text; omitted: inferred"),
+    k: int = typer.Option(5, "-k", help="how many videos"),
+    blend: float = typer.Option(0.0, help="weight of the attribute score in the ranking"),
+    examples: int = typer.Option(0, "--examples", help="show N example users instead (inferred, free-text and explicit intents)"),
+    workspace_path: Optional[Path] = WorkspaceOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Personalized restricted recommendations from the workspace's current index."""
+    from ..encoder import workspace_encoder
+    from ..retrieval.build import index_root
+    from ..retrieval.index import load_index
+    from ..retrieval.recommender import Recommender
+
+    ws = workspace(workspace_path)
+    recommender = Recommender(load_index(index_root(ws)), encoder_factory=lambda: workspace_encoder(ws))
+    if examples:
+        queries = [(u, EXAMPLE_INTENTS[i % len(EXAMPLE_INTENTS)]) for i, u in enumerate(_example_users(recommender, examples))]
+    elif user is None:
+        fail("--user is required (or --examples N)")
+    else:
+        queries = [(user, intent)]
+    answers = [recommender.recommend(u, recommender.intent(u, text), k=k, blend=blend) for u, text in queries]
+    if as_json:
+        print_json(answers if examples else answers[0])
+        return
+    for answer in answers:
+        got = answer["intent"]
+        how = got.get("query") or got.get("explanation") or ", ".join(got["attributes"])
+        console.print(
+            f"\n[bold]user {answer['user']}[/] - {got['source']} intent: {how} -> "
+            f"attributes {got['attributes'] or 'none'}, excluded {got['excluded'] or 'none'}",
+            highlight=False,
+        )
+        for rank, item in enumerate(answer["items"], 1):
+            console.print(f"  {rank}. {item['title']}  [dim]({', '.join(item['attributes'])}; score {item['score']:.3f})[/]", highlight=False)
+
+
+@bench_app.command("retrieval")
+def bench_retrieval(
+    items: int = typer.Option(1_000_000, help="catalog size"),
+    dim: int = typer.Option(64, help="embedding dimension"),
+    attributes: int = typer.Option(100, help="attributes, prevalence log-spaced over --min/--max-prevalence"),
+    queries: int = typer.Option(100, help="queries per prevalence"),
+    k: int = typer.Option(100, "-k"),
+    hnsw_m: int = typer.Option(32, help="HNSW graph degree"),
+    as_json: bool = JsonOption,
+) -> None:
+    """Exact restricted top-K vs FAISS (flat + IDSelectorBatch, HNSW + IDSelector), single-threaded."""
+    from ..retrieval.benchmark import run_benchmark, summary_table
+
+    result = run_benchmark(items=items, dim=dim, attributes=attributes, queries=queries, k=k, hnsw_m=hnsw_m, log=console.print)
+    if as_json:
+        print_json(result)
+    else:
+        console.print(summary_table(result))

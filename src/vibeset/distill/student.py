@@ -1,0 +1,254 @@
+"""The student: an ONNX multi-label MLP plus per-attribute calibration, served with onnxruntime only.
+
+A student directory holds ``student.onnx``, ``student.json`` (attributes, calibration,
+thresholds, lineage) and its feature space (tag vocabulary, item factors). Scores are
+calibrated on the golden dev split per attribute (Platt scaling of the logit), so a score
+is comparable across attributes; the label threshold per attribute maximises F1 or MCC on
+dev, or is the lowest that reaches a target precision there (restricted retrieval wants
+precision). Nothing here imports torch: training lives in ``mlp``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..annotation import SCHEMA, annotations_frame
+from ..catalog import Video
+from ..errors import ConfigError, DataError, NotFittedError
+from ..golden import GoldenSet
+from ..hashing import content_hash, file_sha256
+from ..metrics import binary_metrics
+from ..taxonomy import Taxonomy
+from .features import FeatureSpace
+
+if TYPE_CHECKING:
+    from ..encoder import Encoder
+    from ..workspace import Workspace
+
+STATE = "student.json"
+MODEL = "student.onnx"
+
+def student_dir(workspace: Workspace) -> Path:
+    return workspace.artifacts / "models" / "student"
+
+def parse_objective(objective: str) -> tuple[str, float | None]:
+    """'f1', 'mcc' or 'precision:0.8' -> (kind, target)."""
+    if objective in ("f1", "mcc"):
+        return objective, None
+    if objective.startswith("precision:"):
+        try:
+            target = float(objective.split(":", 1)[1])
+        except ValueError:
+            target = -1.0
+        if 0.0 < target < 1.0:
+            return "precision", target
+    raise ConfigError(f"objective must be f1, mcc or precision:P with 0 < P < 1, got {objective!r}")
+
+@dataclass
+class Calibration:
+    """Per attribute: calibrated = sigmoid(a * logit + b); label = calibrated >= threshold."""
+
+    a: np.ndarray
+    b: np.ndarray
+    thresholds: np.ndarray
+    objective: str
+    reached: list[bool]
+
+    def apply(self, logits: np.ndarray) -> np.ndarray:
+        return (1.0 / (1.0 + np.exp(-(logits * self.a + self.b)))).astype(np.float32)
+
+def best_threshold(score: np.ndarray, truth: np.ndarray, objective: str) -> tuple[float, bool]:
+    """Threshold on ``score`` for one attribute; the bool says whether a precision target was reached."""
+    kind, target = parse_objective(objective)
+    candidates = np.unique(score)
+    cuts = np.r_[candidates[0] - 1e-6, (candidates[:-1] + candidates[1:]) / 2, candidates[-1] + 1e-6]
+    if kind == "precision":
+        for cut in cuts:  # lowest threshold (best recall) whose precision reaches the target
+            predicted = score >= cut
+            if predicted.any() and truth[predicted].mean() >= target:
+                return float(cut), True
+        return float(cuts[-1]), False
+    values = [binary_metrics(truth, score >= cut)[kind] for cut in cuts]
+    return float(cuts[int(np.argmax(values))]), True
+
+def calibrate(logits: np.ndarray, attributes: Sequence[str], golden: GoldenSet, ids: Sequence[str], objective: str) -> Calibration:
+    """Fit Platt scaling and thresholds per attribute on ``golden`` pairs (pass the dev split only).
+
+    ``logits`` rows follow ``ids``. Attributes without both classes on dev keep the raw
+    sigmoid and threshold 0.5.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    parse_objective(objective)
+    row = {video_id: i for i, video_id in enumerate(ids)}
+    pairs = golden.pairs[golden.pairs["video_id"].isin(row)]
+    count = len(attributes)
+    a, b, thresholds, reached = np.ones(count), np.zeros(count), np.full(count, 0.5), [True] * count
+    for j, name in enumerate(attributes):
+        subset = pairs[pairs["attribute"] == name]
+        if subset["label"].nunique() < 2:
+            continue
+        x = logits[[row[v] for v in subset["video_id"]], j]
+        y = subset["label"].to_numpy(bool)
+        platt = LogisticRegression(C=1.0).fit(x[:, None], y)
+        a[j], b[j] = float(platt.coef_[0, 0]), float(platt.intercept_[0])
+        if a[j] <= 0:  # the student ranks this attribute backwards on dev: keep its own order, fit the bias only
+            a[j] = 1.0
+            b[j] = float(np.log(y.mean() / (1 - y.mean())) - np.median(x))
+        calibrated = 1.0 / (1.0 + np.exp(-(x * a[j] + b[j])))
+        thresholds[j], reached[j] = best_threshold(calibrated, y, objective)
+    return Calibration(a, b, thresholds, objective, reached)
+
+class Student:
+    """A trained student loaded for inference (onnxruntime); an ``Annotator`` when given an encoder."""
+
+    name = "student"
+    source = "student"
+
+    def __init__(self, directory: str | Path, *, encoder: Encoder | None = None, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        self.directory = Path(directory)
+        try:
+            self.state = json.loads((self.directory / STATE).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise NotFittedError(f"{self.directory}: no trained student ({err}); run 'vibeset distill' first") from err
+        self.space = FeatureSpace.load(self.directory / "features")
+        self.attributes: list[str] = self.state["attributes"]
+        cal = self.state["calibration"]
+        self.calibration = Calibration(
+            np.asarray(cal["a"]), np.asarray(cal["b"]), np.asarray(cal["thresholds"]), cal["objective"], cal["reached"]
+        )
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(self.directory / MODEL), options, providers=["CPUExecutionProvider"])
+        self.encoder = encoder
+        self._names = pa.array(self.attributes, pa.string())
+
+    @property
+    def version(self) -> str:
+        return self.state["version"]
+
+    @property
+    def lineage(self) -> dict:
+        return self.state["lineage"]
+
+    def logits(self, blocks: dict[str, np.ndarray]) -> np.ndarray:
+        feeds = {group: np.ascontiguousarray(blocks[group], dtype=np.float32) for group in self.space.groups}
+        return self.session.run(["logits"], feeds)[0]
+
+    def predict_proba(self, blocks: dict[str, np.ndarray]) -> np.ndarray:
+        """Calibrated scores (n, A) in attribute order ``self.attributes``."""
+        return self.calibration.apply(self.logits(blocks))
+
+    def labels(self, scores: np.ndarray) -> np.ndarray:
+        return scores >= self.calibration.thresholds.astype(np.float32)
+
+    def _check_taxonomy(self, taxonomy: Taxonomy) -> None:
+        if taxonomy.version != self.state["taxonomy_version"]:
+            raise NotFittedError(
+                f"student {self.version} was trained on taxonomy {self.state['taxonomy_version']}, "
+                f"not {taxonomy.version}; run 'vibeset distill' again"
+            )
+
+    def video_blocks(self, videos: Sequence[Video]) -> dict[str, np.ndarray]:
+        if self.encoder is None:
+            raise NotFittedError("this Student has no encoder; load it with load_student(ws) or pass encoder=")
+        if self.encoder.name != self.space.encoder:
+            raise ConfigError(f"student reads {self.space.encoder!r} embeddings, not {self.encoder.name!r}")
+        text = self.encoder.encode([video.text() for video in videos])
+        return self.space.blocks([v.video_id for v in videos], text, [list(v.tags) for v in videos])
+
+    def annotate(self, videos: Sequence[Video], taxonomy: Taxonomy) -> pd.DataFrame:
+        self._check_taxonomy(taxonomy)
+        scores = self.predict_proba(self.video_blocks(videos)) if videos else np.zeros((0, len(self.attributes)), np.float32)
+        table = self.annotation_table(pa.array([v.video_id for v in videos], pa.string()), scores)
+        return annotations_frame(table.to_pandas())
+
+    def annotation_table(self, ids: pa.Array, scores: np.ndarray, run_id: str = "") -> pa.Table:
+        """The annotations table (``annotation.SCHEMA``) for rows ``ids``, built column-wise in Arrow."""
+        n, count = len(ids), len(self.attributes)
+
+        def constant(value: str) -> pa.Array:
+            return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n * count, np.int32)), pa.array([value])).cast(pa.string())
+
+        flat = scores.reshape(-1).astype(np.float32)
+        return pa.table(
+            {
+                "video_id": pc.take(ids, pa.array(np.repeat(np.arange(n, dtype=np.int64), count))),
+                "attribute": pc.take(self._names, pa.array(np.tile(np.arange(count, dtype=np.int64), n))),
+                "score": pa.array(flat),
+                "label": pa.array(self.labels(scores).reshape(-1)),
+                "evidence": constant(""),
+                "source": constant(self.source),
+                "model": constant(f"student-{self.version}"),
+                "run_id": constant(run_id),
+                "prompt_version": constant(self.state["lineage"].get("teacher_prompt_version", "")),
+                "taxonomy_version": constant(self.state["taxonomy_version"]),
+            },
+            schema=SCHEMA,
+        )
+
+def load_student(workspace: Workspace, directory: str | Path | None = None) -> Student:
+    """The workspace's latest student as an Annotator (text through the workspace's cached encoder)."""
+    from ..encoder import workspace_encoder
+
+    return Student(directory or student_dir(workspace), encoder=workspace_encoder(workspace))
+
+def save_student(
+    directory: str | Path,
+    *,
+    onnx_file: Path,
+    space: FeatureSpace,
+    attributes: list[str],
+    calibration: Calibration,
+    taxonomy_version: str,
+    lineage: dict,
+    metrics: dict,
+) -> Path:
+    """Write a student directory atomically (staging + rename); its version hashes model and calibration."""
+    directory = Path(directory)
+    staging = directory.with_name(f".{directory.name}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    shutil.copyfile(onnx_file, staging / MODEL)
+    space.save(staging / "features")
+    calibration_state = {
+        "a": calibration.a.tolist(),
+        "b": calibration.b.tolist(),
+        "thresholds": calibration.thresholds.tolist(),
+        "objective": calibration.objective,
+        "reached": list(calibration.reached),
+    }
+    version = content_hash([file_sha256(str(staging / MODEL)), calibration_state, space.groups, attributes], 12)
+    from importlib.metadata import version as package_version
+
+    state = {
+        "version": version,
+        "vibeset_version": package_version("vibeset"),
+        "attributes": attributes,
+        "taxonomy_version": taxonomy_version,
+        "groups": list(space.groups),
+        "calibration": calibration_state,
+        "lineage": lineage,
+        "metrics": metrics,
+    }
+    (staging / STATE).write_text(json.dumps(state, indent=2, default=float))
+    old = directory.with_name(f".{directory.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if directory.exists():
+        directory.rename(old)
+    staging.rename(directory)
+    shutil.rmtree(old, ignore_errors=True)
+    return directory

@@ -1,0 +1,115 @@
+"""``vibeset annotate`` as a real subprocess: kill -9 and resume, golden dev + evaluate, dry run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from vibeset.annotation import read_annotations
+
+from conftest import DATA, VIBESET, run_cli, write_workspace
+from llm_server import LLMServer
+
+LLM_TABLE = """
+[llm]
+concurrency = 4
+flush_every = 3
+backoff_s = 0.001
+[llm.prices.test-model]
+input = 1.0
+output = 4.0
+"""
+
+
+@pytest.fixture()
+def llm_workspace(tmp_path: Path) -> Path:
+    toml = write_workspace(tmp_path / "ws", tmp_path / "artifacts")
+    toml.write_text(toml.read_text() + LLM_TABLE)
+    return toml
+
+
+def _parts(out: Path) -> set[str]:
+    return set(read_annotations(out)["video_id"]) if list(out.glob("part-*.parquet")) else set()
+
+
+def test_kill_9_mid_run_then_resume_loses_nothing_and_pays_nothing_twice(llm_workspace: Path, tmp_path: Path) -> None:
+    movies = pd.read_csv(DATA / "movies.csv", dtype=str).dropna(subset=["overview"]).head(40)
+    videos = tmp_path / "videos.csv"
+    movies.to_csv(videos, index=False)
+    out = tmp_path / "out"
+    args = ["annotate", "--backend", "openai", "--model", "test-model", "--videos", str(videos), "--out", str(out), "--json"]
+    with LLMServer(delay=0.05) as server:
+        env = {**os.environ, "VIBESET_WORKSPACE": str(llm_workspace)}
+        proc = subprocess.Popen([*VIBESET, *args, "--base-url", server.base_url], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (len(_parts(out)) >= 6 and server.calls >= 12):
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        done_before = _parts(out)
+        calls_before = server.calls
+        assert 0 < len(done_before) < 40, "the kill should land mid-run"
+
+        result = run_cli(*args, "--base-url", server.base_url, workspace=llm_workspace)
+        assert result.returncode == 0, result.stderr
+        summary = json.loads(result.stdout)
+
+        labels = read_annotations(out)
+        assert set(labels["video_id"]) == set(movies["movieId"])  # nothing lost
+        assert not labels.duplicated(["video_id", "attribute"]).any()  # nothing twice
+        assert len(labels) == 40 * 26
+        assert summary["skipped"] == len(done_before) and summary["failed"] == 0
+        # answers cached before the kill are replayed, not bought again
+        assert summary["calls"] == 40 - len(done_before) - summary["cache_hits"]
+        assert server.calls == calls_before + summary["calls"]
+        titles_in_parts = set(movies.loc[movies["movieId"].isin(done_before), "title"])
+        assert all(server.answered_by_title[title] == 1 for title in titles_in_parts)
+        paid_twice = [title for title, count in server.answered_by_title.items() if count > 1]
+        assert len(paid_twice) <= 4  # at most the calls in flight at the kill (concurrency 4)
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert [run["status"] for run in manifest["runs"]] == ["running", "complete"]
+        assert manifest["job"]["model"] == "test-model" and manifest["runs"][1]["cost_usd"] > 0
+
+
+def test_golden_dev_split_is_annotated_and_scored_by_evaluate(llm_workspace: Path, tmp_path: Path) -> None:
+    out = tmp_path / "gdev"
+    with LLMServer() as server:
+        result = run_cli("annotate", "--backend", "openai", "--model", "test-model", "--base-url", server.base_url,
+                         "--split", "golden-dev", "--out", str(out), "--concurrency", "32", "--json",
+                         workspace=llm_workspace, VIBESET_LLM_API_KEY="sk-cli-SECRET-42")
+        assert result.returncode == 0, result.stderr
+        summary = json.loads(result.stdout)
+        assert summary["annotated"] == summary["total"] == server.calls > 100 and summary["failed"] == 0
+    assert "sk-cli-SECRET-42" not in result.stdout + result.stderr
+    labels = read_annotations(out)
+    assert labels["video_id"].nunique() == summary["total"] and labels["source"].eq("llm").all()
+    scored = run_cli("evaluate", "--annotator", f"annotations:{out}", "--split", "dev", "--bootstrap", "20", "--json",
+                     workspace=llm_workspace)
+    assert scored.returncode == 0, scored.stderr
+    report = json.loads(scored.stdout)
+    assert f"annotations:{out}" in report["annotators"]
+
+
+def test_dry_run_and_input_errors(llm_workspace: Path, tmp_path: Path) -> None:
+    ids = tmp_path / "ids.txt"
+    ids.write_text("1\n2\n3\n")
+    result = run_cli("annotate", "--backend", "openai", "--model", "test-model", "--videos", str(ids),
+                     "--out", str(tmp_path / "o"), "--dry-run", "--json", workspace=llm_workspace)
+    assert result.returncode == 0, result.stderr
+    estimate = json.loads(result.stdout)
+    assert estimate["videos"] == 3 and estimate["calls"] == 3 and estimate["cost_usd"] > 0
+    assert not (tmp_path / "o").exists()
+    both = run_cli("annotate", "--backend", "openai", "--model", "m", "--videos", str(ids), "--split", "catalog",
+                   "--out", str(tmp_path / "o"), workspace=llm_workspace)
+    assert both.returncode == 2 and "exactly one of --videos" in both.stderr
+    unknown = run_cli("annotate", "--backend", "claude", "--model", "m", "--videos", str(ids), "--out", str(tmp_path / "o"),
+                      workspace=llm_workspace)
+    assert unknown.returncode == 2 and "unknown LLM backend 'claude'" in unknown.stderr
