@@ -144,5 +144,7 @@ def _score_metrics(micro, macro, per_attribute, y_true, score, video_index, attr
     aucs = [per_attribute[str(a)]["roc_auc"] for a in attributes]
     macro["roc_auc"] = float(np.nanmean(aucs)) if any(math.isfinite(a) for a in aucs) else float("nan")
     macro["pr_auc"] = float(np.nanmean([per_attribute[str(a)]["pr_auc"] for a in attributes]))
-    with np.errstate(all="ignore"):
-        macro["ci"]["roc_auc"] = _ci(np.nanmean(per_boot, axis=1))
+    finite = np.isfinite(per_boot)
+    counts = finite.sum(axis=1)
+    sums = np.where(finite, per_boot, 0.0).sum(axis=1)
+    macro["ci"]["roc_auc"] = _ci(np.where(counts > 0, sums / np.maximum(counts, 1), np.nan))
