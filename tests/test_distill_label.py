@@ -67,7 +67,7 @@ def text_shards(directory: Path, shards: int, rows: int) -> Path:
     for s in range(shards):
         part = movies.iloc[s * rows : (s + 1) * rows]
         pq.write_table(pa.table({
-            "video_id": list(part["movieId"]),
+            "video_id": [f"movie-{v}" for v in part["movieId"]],
             "title": list(part["title"]),
             "tags": list(part["genres"]),  # '|'-separated strings are accepted too
             "description": list(part["overview"]),

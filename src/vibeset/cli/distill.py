@@ -130,7 +130,7 @@ def label(
     videos: list[str] = typer.Option(..., "--videos", help="Parquet glob(s): video_id + embedding, or text columns (repeatable)."),
     out: Path = typer.Option(..., "--out", help="Output directory: one annotations shard per input shard."),
     engine: str = typer.Option("local", help="local (process per core) or ray (Ray Data actor pool)."),
-    workers: Optional[int] = typer.Option(None, help="Processes (local) or actors (ray); default: all cores."),
+    workers: Optional[int] = typer.Option(None, help="Processes (local) or actors (ray); default: one per core (local: one multi-threaded process for small jobs)."),
     batch_rows: int = typer.Option(8192, help="Rows per batch (bounds memory per worker)."),
     wave: int = typer.Option(8, help="Ray: shards per Ray Data job (the resume granularity)."),
     as_json: bool = JsonOption,
@@ -156,7 +156,7 @@ def label(
 @bench_app.command("label")
 def bench_label(
     rows: int = typer.Option(200_000, help="Stored-embedding rows for throughput (a)."),
-    texts: int = typer.Option(512, help="Real overviews for end-to-end throughput (b) and the baseline."),
+    texts: int = typer.Option(1024, help="Real overviews for end-to-end throughput (b) and the baseline."),
     scale_rows: int = typer.Option(0, help="Rows for the peak-memory test (e.g. 1000000; 0 skips it)."),
     ray: bool = typer.Option(True, help="Also measure the Ray engine."),
     ws_path: Optional[Path] = WorkspaceOption,

@@ -10,6 +10,7 @@ resident memory of the process tree while labelling ``scale_rows`` synthetic sto
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -86,10 +87,10 @@ def _tree_rss_mb(pgid: int) -> float:
     return total / 2**20
 
 
-def peak_memory(command: list[str]) -> tuple[float, float]:
-    """Run ``command`` in its own process group; return (peak RSS of the group in MiB, seconds)."""
+def peak_memory(command: list[str]) -> tuple[float, float, str]:
+    """Run ``command`` in its own process group; return (peak RSS of the group in MiB, seconds, stdout)."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     peak = 0.0
     stop = threading.Event()
 
@@ -102,7 +103,7 @@ def peak_memory(command: list[str]) -> tuple[float, float]:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     try:
-        _, stderr = process.communicate()
+        stdout, stderr = process.communicate()
     except BaseException:
         os.killpg(process.pid, signal.SIGKILL)
         raise
@@ -111,7 +112,7 @@ def peak_memory(command: list[str]) -> tuple[float, float]:
         sampler.join()
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed: {stderr.decode()[-500:]}")
-    return peak, time.perf_counter() - started
+    return peak, time.perf_counter() - started, stdout.decode()
 
 
 def _baseline(texts: list[str], ids: list[str], attributes: list[str], train_x: np.ndarray, train_y: np.ndarray, out: Path) -> float:
@@ -143,7 +144,7 @@ def run_label_bench(
     workspace: Workspace,
     *,
     rows: int = 200_000,
-    texts: int = 512,
+    texts: int = 1024,
     scale_rows: int = 0,
     ray: bool = True,
     progress: Callable[[str], None] | None = None,
@@ -226,8 +227,12 @@ def run_label_bench(
             say(f"peak memory: labelling {scale_rows:,} rows")
             command = [sys.executable, "-m", "vibeset", "label", "--model", str(model),
                        "--videos", str(root / "scale" / "*.parquet"), "--out", str(root / "scale-out"), "--json"]
-            peak, seconds = peak_memory(command)
+            peak, seconds, stdout = peak_memory(command)
+            summary = json.loads(stdout)
+            if summary["videos"] != scale_rows:
+                raise RuntimeError(f"the scale run labelled {summary['videos']} rows, expected {scale_rows}")
             result["scale_rows"] = scale_rows
             result["peak_memory_mb"] = peak
-            result["scale_videos_per_s"] = scale_rows / seconds
+            result["scale_videos_per_s"] = summary["videos_per_s"]
+            result["scale_wall_s_with_startup"] = seconds
     return result

@@ -29,7 +29,7 @@ from . import mlp
 from .features import FeatureSpace, build_feature_space, parse_groups, write_catalog_features, write_catalog_shards
 from .router import router_report
 from .silver import load_silver
-from .student import Student, calibrate, save_student, student_dir
+from .student import Calibration, Student, calibrate, save_student, student_dir
 
 ABLATION = (("text",), ("text", "tags"), ("text", "cf"), ("text", "tags", "cf"))
 
@@ -99,8 +99,6 @@ def fit_one(
     onnx_file = mlp.export_onnx(net, {g: blocks[g].shape[1] for g in groups}, Path(workdir.name) / "student.onnx")
     sub_space = FeatureSpace(**{**space.__dict__, "groups": groups})
     staging = Path(workdir.name) / "student"
-    from .student import Calibration
-
     identity = Calibration(np.ones(len(attributes)), np.zeros(len(attributes)), np.full(len(attributes), 0.5), objective, [True] * len(attributes))
     save_student(
         staging, onnx_file=onnx_file, space=sub_space, attributes=attributes, calibration=identity,
@@ -134,7 +132,7 @@ def frame_of(fitted: Fitted, catalog_ids: list[str], rows: np.ndarray | None = N
 
 def agreement(fitted: Fitted, targets: SilverTargets) -> dict[str, float]:
     """Student vs teacher on held-out silver: label agreement, AUC against teacher labels, rank correlation."""
-    rows = targets.heldout & True
+    rows = targets.heldout
     scores = fitted.scores[targets.rows[rows]]
     mask = targets.mask[rows]
     teacher = targets.teacher_labels[rows][mask]

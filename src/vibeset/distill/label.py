@@ -41,6 +41,9 @@ from .student import Student
 ENGINES = ("local", "ray")
 TEXT_COLUMNS = ("text", "title", "description")
 SHARD_COLUMN = "_shard"
+#: Below this many rows, starting one process per core (imports, ONNX sessions) costs more than it
+#: saves; one process with ONNX Runtime's intra-op threads on every core does the job.
+MIN_ROWS_FOR_PROCESSES = 50_000
 
 
 @dataclass(frozen=True)
@@ -169,10 +172,13 @@ def _work(job: ShardJob, batch_rows: int) -> int:
 
 
 def label_local(
-    model: str | Path, jobs: Sequence[ShardJob], *, workers: int, batch_rows: int, advance: Callable[[int], None] | None = None
+    model: str | Path, jobs: Sequence[ShardJob], *, workers: int | None, batch_rows: int, advance: Callable[[int], None] | None = None
 ) -> int:
-    """One process per worker, each with its own ONNX sessions; in-process when one worker suffices."""
+    """One process per worker, each with its own ONNX sessions; ``workers=None``: one per core for big
+    jobs, else one process using every core as ONNX Runtime threads."""
     cores = os.cpu_count() or 1
+    if workers is None:
+        workers = cores if sum(job.rows for job in jobs) >= MIN_ROWS_FOR_PROCESSES else 1
     workers = max(1, min(workers, len(jobs)))
     if workers == 1:
         labeller = ShardLabeller(model, threads=cores)
@@ -221,8 +227,10 @@ def label_ray(
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
-    cores = int(ray.cluster_resources().get("CPU", 1))
-    threads = max(1, cores // concurrency)
+    cores = float(ray.cluster_resources().get("CPU", 1))
+    threads = max(1, int(cores) // concurrency)
+    # Leave one CPU of the reservation to the read and write tasks, or the actors starve them.
+    actor_cpus = max(0.1, (cores - 1) / concurrency) if cores > 1 else 0.5
     labeller = ShardLabeller(model)  # validates inputs on the driver before any actor starts
     total = 0
     for start in range(0, len(jobs), wave):
@@ -230,22 +238,28 @@ def label_ray(
         columns = sorted({c for job in group for c in labeller.columns(pq.ParquetFile(job.source).schema_arrow)})
         staging = out / f".ray-staging-{start:06d}"
         shutil.rmtree(staging, ignore_errors=True)
-        dataset = ray.data.read_parquet([str(job.source) for job in group], columns=columns, include_paths=True)
+        # One read per shard, then a union: Ray lists a list of paths in parallel threads, which races on
+        # fsspec's optional HTTP filesystem import when aiohttp is absent.
+        reads = [ray.data.read_parquet(str(job.source), include_paths=True).select_columns([*columns, "path"]) for job in group]
+        dataset = reads[0].union(*reads[1:]) if len(reads) > 1 else reads[0]
         dataset = dataset.map_batches(
             _RayLabeller,
             fn_constructor_kwargs={"model": str(model), "threads": threads},
-            concurrency=concurrency,
-            num_cpus=threads,
+            compute=ray.data.ActorPoolStrategy(size=concurrency),
+            num_cpus=actor_cpus,
             batch_size=batch_rows,
             batch_format="pyarrow",
         )
         dataset.write_parquet(str(staging), partition_cols=[SHARD_COLUMN])
         for job in group:
             parts = sorted((staging / f"{SHARD_COLUMN}={job.source.stem}").glob("*.parquet"))
-            table = pa.concat_tables([pq.read_table(p, schema=SCHEMA) for p in parts]) if parts else SCHEMA.empty_table()
-            tmp = job.target.with_name(f".{job.target.name}.ray.tmp")
-            pq.write_table(table, tmp)
-            tmp.replace(job.target)
+            if len(parts) == 1 and pq.read_schema(parts[0]).equals(SCHEMA):
+                parts[0].replace(job.target)  # same filesystem: a rename, no copy
+            else:
+                table = pa.concat_tables([pq.read_table(p, schema=SCHEMA) for p in parts]) if parts else SCHEMA.empty_table()
+                tmp = job.target.with_name(f".{job.target.name}.ray.tmp")
+                pq.write_table(table, tmp)
+                tmp.replace(job.target)
             total += job.rows
             if advance:
                 advance(job.rows)
@@ -282,12 +296,12 @@ def label(
         if progress:
             progress(done, total_rows)
 
-    workers = workers or os.cpu_count() or 1
     started = time.perf_counter()
     if engine == "local":
         rows = label_local(model, pending, workers=workers, batch_rows=batch_rows, advance=advance)
     else:
-        rows = label_ray(model, pending, out, concurrency=workers, batch_rows=batch_rows, wave=wave, advance=advance)
+        concurrency = workers or os.cpu_count() or 1
+        rows = label_ray(model, pending, out, concurrency=concurrency, batch_rows=batch_rows, wave=wave, advance=advance)
     elapsed = time.perf_counter() - started
     student = json.loads((Path(model) / "student.json").read_text())
     summary = {

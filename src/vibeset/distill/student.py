@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from ..annotation import SCHEMA, annotations_frame
 from ..catalog import Video
-from ..errors import ConfigError, DataError, NotFittedError
+from ..errors import ConfigError, NotFittedError
 from ..golden import GoldenSet
 from ..hashing import content_hash, file_sha256
 from ..metrics import binary_metrics
