@@ -47,8 +47,19 @@ VIBESET_SERVE_TARGET="$WORK/index" .venv/bin/uvicorn --app-dir bench http_baseli
 PIDS+=($!)
 wait_up $BPORT "recommend?user=u1&intent=a1"
 BASE="$(run_wrk baseline $BPORT)"
+kill "${PIDS[1]}"; wait "${PIDS[1]}" 2>/dev/null || true
+
+# the same plain handler with the one setting that matters most: one BLAS thread per worker
+TPORT=18733
+OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 VIBESET_SERVE_TARGET="$WORK/index" \
+  .venv/bin/uvicorn --app-dir bench http_baseline:app --port $TPORT --workers 2 --log-level warning --no-access-log &
+PIDS+=($!)
+wait_up $TPORT "recommend?user=u1&intent=a1"
+TUNED="$(run_wrk baseline_1blas $TPORT)"
 
 echo "$VIBE"
 echo "$BASE"
-echo "throughput ratio vibeset/baseline: $(awk -v a="$(cat "$WORK/vibeset.rps")" -v b="$(cat "$WORK/baseline.rps")" 'BEGIN {printf "%.2f", a/b}')"
+echo "$TUNED"
+ratio() { awk -v a="$(cat "$WORK/vibeset.rps")" -v b="$(cat "$WORK/$1.rps")" 'BEGIN {printf "%.2f", a/b}'; }
+echo "throughput ratio vibeset/baseline: $(ratio baseline); vibeset/baseline with one BLAS thread: $(ratio baseline_1blas)"
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"

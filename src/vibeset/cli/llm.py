@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, List, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..annotation import write_annotations
 from ..catalog import Video, catalog_from_frame
 from ..llm import LLMConfig, RunSummary, estimate, run
+from ..llm.distributed import ENGINES, replicas, run_on_ray
 from ..llm.engine import new_run_id
 from ..tables import read_table
 from ..workspace import Workspace
@@ -98,7 +99,7 @@ def _progress() -> tuple[Progress, Callable[[RunSummary], None]]:
 def annotate(
     backend: str = typer.Option(..., "--backend", help="openai (any OpenAI-compatible server), gemini, or zero-shot."),
     model: Optional[str] = typer.Option(None, "--model", help="Model name, passed through to the provider."),
-    base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1."),
+    base_url: Optional[List[str]] = typer.Option(None, "--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1; repeatable with --engine ray (replicas of one model, shards round-robin)."),
     videos: Optional[Path] = typer.Option(None, "--videos", help="Catalog-format CSV/JSONL/Parquet, or ids (.txt or a table with only the id column)."),
     split: Optional[str] = typer.Option(None, "--split", help="golden-dev, golden-test or catalog."),
     out: Path = typer.Option(..., "--out", help="Output directory; re-running into it resumes the job."),
@@ -108,6 +109,10 @@ def annotate(
     samples: Optional[int] = typer.Option(None, "--samples", help="Self-consistency: answers per video."),
     frames: Optional[int] = typer.Option(None, "--frames", help="Frames sampled from each video's media file."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N videos."),
+    engine: str = typer.Option("local", "--engine", help="local (one process) or ray (actors over catalog shards)."),
+    shards: Optional[int] = typer.Option(None, "--shards", help="Ray: catalog shards (default 4 per worker)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Ray: actors, each with --concurrency calls in flight (default max(2, endpoints))."),
+    ray_cpus: Optional[int] = typer.Option(None, "--ray-cpus", help="Ray: CPUs of the local Ray started (default all cores)."),
     ws_path: Optional[Path] = WorkspaceOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -124,10 +129,14 @@ def annotate(
         return
     if not model:
         fail(f"--model is required for --backend {backend}")
+    if engine not in ENGINES:
+        fail(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if engine == "local" and len(base_url or []) > 1:
+        fail("several --base-url need --engine ray")
     config = _config(ws, concurrency=concurrency, response_format=response_format, samples=samples, frames=frames)
-    llm = config.backend(backend, model, base_url)
+    llms = replicas([config.backend(backend, model, url) for url in base_url or [None]])
     if dry_run:
-        result = estimate(chosen, ws.taxonomy, llm, config, out).to_dict()
+        result = estimate(chosen, ws.taxonomy, llms[0], config, out).to_dict()
         if as_json:
             print_json(result)
         else:
@@ -141,7 +150,11 @@ def annotate(
     progress, update = _progress()
     try:
         with progress:
-            summary = asyncio.run(run(chosen, ws.taxonomy, llm, config, out, progress=update))
+            if engine == "ray":
+                summary = run_on_ray(chosen, ws.taxonomy, llms, config, out, shards=shards, workers=workers,
+                                     num_cpus=ray_cpus, progress=update)
+            else:
+                summary = asyncio.run(run(chosen, ws.taxonomy, llms[0], config, out, progress=update))
     except KeyboardInterrupt:
         fail(f"interrupted; finished videos are saved in {out}; re-run the same command to resume", code=130)
     result = summary.to_dict()

@@ -99,6 +99,28 @@ def _resolve(target: Workspace | str | Path) -> tuple[Path, Callable[[], Encoder
     return index_root(workspace), lambda: workspace_encoder(workspace)
 
 
+class BearerAuth:
+    """Pure ASGI bearer-token check (no per-request task or body wrapping, unlike BaseHTTPMiddleware)."""
+
+    OPEN = frozenset({"/healthz", "/docs", "/openapi.json", "/redoc"})
+    DENIED = json.dumps({"error": "missing or invalid bearer token"}).encode()
+
+    def __init__(self, app: Any, expected: bytes) -> None:
+        self.app = app
+        self.expected = expected
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "http" and scope["path"] not in self.OPEN:
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                headers = [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer"),
+                           (b"content-length", str(len(self.DENIED)).encode())]
+                await send({"type": "http.response.start", "status": 401, "headers": headers})
+                await send({"type": "http.response.body", "body": self.DENIED})
+                return
+        await self.app(scope, receive, send)
+
+
 def create_app(
     workspace_or_index_dir: Workspace | str | Path, *, token: str | None = None, poll_interval: float = 0.5
 ) -> FastAPI:
@@ -133,18 +155,8 @@ def create_app(
     )
     app.state.live = live
 
-    @app.middleware("http")
-    async def authenticate(request: Request, call_next):
-        if expected is not None and request.url.path not in ("/healthz", "/docs", "/openapi.json", "/redoc"):
-            given = request.headers.get("authorization", "").encode()
-            if not hmac.compare_digest(given, expected):
-                return Response(
-                    json.dumps({"error": "missing or invalid bearer token"}),
-                    401,
-                    {"WWW-Authenticate": "Bearer"},
-                    media_type="application/json",
-                )
-        return await call_next(request)
+    if expected is not None:
+        app.add_middleware(BearerAuth, expected=expected)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, err: RequestValidationError) -> Response:
