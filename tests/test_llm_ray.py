@@ -155,7 +155,7 @@ def test_kill_9_of_a_ray_run_then_resume_loses_nothing_and_pays_nothing_twice(tm
         env = {**os.environ, "VIBESET_WORKSPACE": str(toml)}
         proc = subprocess.Popen([*VIBESET, *args], env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and len(_done(out)) < 8:
+        while time.monotonic() < deadline and proc.poll() is None and len(_done(out)) < 8:
             time.sleep(0.02)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()

@@ -74,7 +74,8 @@ class Replica:
 
 
 def replicas(backends: Sequence[Backend]) -> list[Backend]:
-    """The backends as one job: one is itself; several must differ only in their endpoint."""
+    """The backends as one job: one is itself; several must differ only in their endpoint. Idempotent."""
+    backends = [backend.backend if isinstance(backend, Replica) else backend for backend in backends]
     if not backends:
         raise ConfigError("no backend given; expected one or more endpoints")
     if len(backends) == 1:
@@ -103,6 +104,7 @@ def ray_session(num_cpus: int | None = None) -> Iterator[None]:
         ray.init(log_to_driver=False, configure_logging=False)
     else:
         ray.init(
+            address="local",
             num_cpus=num_cpus or os.cpu_count() or 1,
             object_store_memory=OBJECT_STORE_BYTES,
             include_dashboard=False,
