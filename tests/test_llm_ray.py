@@ -7,6 +7,7 @@ runs; a kill -9 of the real CLI mid-run loses nothing, writes nothing twice and 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -153,18 +154,24 @@ def test_kill_9_of_a_ray_run_then_resume_loses_nothing_and_pays_nothing_twice(tm
                 "--engine", "ray", "--workers", "2", "--shards", "6", "--ray-cpus", "2", "--json",
                 "--base-url", a.base_url, "--base-url", b.base_url]
         env = {**os.environ, "VIBESET_WORKSPACE": str(toml)}
-        proc = subprocess.Popen([*VIBESET, *args], env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and proc.poll() is None and len(_done(out)) < 8:
-            time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        time.sleep(1.0)  # the killed run's actors die with its raylet; what they finished is in parts
-        done_before = _done(out)
-        calls_before = a.calls + b.calls
-        assert 8 <= len(done_before) < 40, "the kill should land mid-run"
+        # its own process group: Ray's helper processes orphaned by the kill are ended with it afterwards
+        proc = subprocess.Popen([*VIBESET, *args], env=env, cwd=REPO, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline and proc.poll() is None and len(_done(out)) < 8:
+                time.sleep(0.02)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            time.sleep(1.0)  # the killed run's actors die with its raylet; what they finished is in parts
+            done_before = _done(out)
+            calls_before = a.calls + b.calls
+            assert 8 <= len(done_before) < 40, "the kill should land mid-run"
 
-        result = run_cli(*args, workspace=toml)
+            result = run_cli(*args, workspace=toml)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
         assert result.returncode == 0, result.stderr
         summary = json.loads(result.stdout)
         answered = a.answered_by_title + b.answered_by_title

@@ -66,6 +66,13 @@ def _auc(y_true: np.ndarray, score: np.ndarray) -> tuple[float, float]:
     return float(roc_auc_score(y_true, score)), float(average_precision_score(y_true, score))
 
 
+def _mean_present(values: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """Row means over the entries marked present (an attribute a replicate drew no video of is skipped)."""
+    counts = present.sum(axis=1)
+    sums = np.where(present, values, 0.0).sum(axis=1)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
 def _ci(samples: np.ndarray) -> list[float]:
     finite = samples[np.isfinite(samples)]
     if finite.size == 0:
@@ -121,7 +128,7 @@ def evaluate_pairs(frame: pd.DataFrame, *, n_boot: int = 500, seed: int = 0) -> 
         **macro_point,
         "n": micro["n"],
         "attributes": len(attributes),
-        "ci": {k: _ci(macro_boot[k].mean(axis=1)) for k in POINT_METRICS},
+        "ci": {k: _ci(_mean_present(macro_boot[k], boot_attr.sum(axis=2) > 0)) for k in POINT_METRICS},
     }
     if scored:
         score = frame["score"].to_numpy(dtype=float)
@@ -144,7 +151,4 @@ def _score_metrics(micro, macro, per_attribute, y_true, score, video_index, attr
     aucs = [per_attribute[str(a)]["roc_auc"] for a in attributes]
     macro["roc_auc"] = float(np.nanmean(aucs)) if any(math.isfinite(a) for a in aucs) else float("nan")
     macro["pr_auc"] = float(np.nanmean([per_attribute[str(a)]["pr_auc"] for a in attributes]))
-    finite = np.isfinite(per_boot)
-    counts = finite.sum(axis=1)
-    sums = np.where(finite, per_boot, 0.0).sum(axis=1)
-    macro["ci"]["roc_auc"] = _ci(np.where(counts > 0, sums / np.maximum(counts, 1), np.nan))
+    macro["ci"]["roc_auc"] = _ci(_mean_present(per_boot, np.isfinite(per_boot)))
