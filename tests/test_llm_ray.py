@@ -142,16 +142,16 @@ def _done(out: Path) -> list[str]:
     return ids
 
 
-def _wait_for_actors_to_die(group: int, timeout: float = 30) -> None:
-    """Wait until no live shard actor is left in process group ``group`` (Linux /proc)."""
+def _wait_for_actors_to_die(session: int, timeout: float = 30) -> None:
+    """Wait until no live shard actor is left in the killed CLI's session (Linux /proc)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         alive = False
         for stat in Path("/proc").glob("[0-9]*/stat"):
-            with contextlib.suppress(OSError):
-                comm, rest = stat.read_text().rsplit(")", 1)[0].split("(", 1)[1], stat.read_text().rsplit(")", 1)[1]
-                state, _, pgrp = rest.split()[:3]
-                alive |= comm.startswith("ray::Shard") and state != "Z" and int(pgrp) == group
+            with contextlib.suppress(OSError, ValueError):
+                head, rest = stat.read_text().rsplit(")", 1)
+                state, _, _, sid = rest.split()[:4]
+                alive |= head.split("(", 1)[1].startswith("ray::Shard") and state != "Z" and int(sid) == session
         if not alive:
             return
         time.sleep(0.1)
@@ -170,7 +170,7 @@ def test_kill_9_of_a_ray_run_then_resume_loses_nothing_and_pays_nothing_twice(tm
                 "--engine", "ray", "--workers", "2", "--shards", "6", "--ray-cpus", "2", "--json",
                 "--base-url", a.base_url, "--base-url", b.base_url]
         env = {**os.environ, "VIBESET_WORKSPACE": str(toml)}
-        # its own process group: Ray's helper processes orphaned by the kill are ended with it afterwards
+        # its own session: Ray's helper processes orphaned by the kill are found and ended by it afterwards
         proc = subprocess.Popen([*VIBESET, *args], env=env, cwd=REPO, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True)
         try:

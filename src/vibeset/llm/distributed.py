@@ -245,13 +245,18 @@ def run_on_ray(
     for video in todo:
         groups.setdefault(shard_of(video.video_id, shards), []).append(video)
     pending = [_Shard(k, groups[k], backends[k % len(backends)], out) for k in sorted(groups)]
-    results: dict[int, dict[str, Any]] = {}
+    workers = min(workers, len(pending))
+
+    def update(shard_summaries: dict[int, dict[str, Any]]) -> None:
+        _total(summary, skipped, shard_summaries)
+        if progress:
+            progress(summary)
+
+    update({})
     try:
         if pending:
             with ray_session(num_cpus):
-                _drive(pending, taxonomy, _per_actor(config, out, min(workers, len(pending))), run_id, summary,
-                       skipped, results, progress, min(workers, len(pending)))
-        _total(summary, skipped, results)
+                _drive(pending, (taxonomy, _per_actor(config, out, workers), run_id), workers, update)
         summary.status = "complete"
     except BaseException as err:
         summary.status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
@@ -260,8 +265,6 @@ def run_on_ray(
         summary.elapsed_s = time.time() - summary.started
         store.record_run({**summary.to_dict(), **lineage})
     shutil.rmtree(out / SHARDS_DIR, ignore_errors=True)
-    if progress:
-        progress(summary)
     return summary
 
 
@@ -276,26 +279,19 @@ def _per_actor(config: LLMConfig, out: Path, actors: int) -> LLMConfig:
 
 
 def _drive(
-    pending: list[_Shard],
-    taxonomy: Taxonomy,
-    config: LLMConfig,
-    run_id: str,
-    summary: RunSummary,
-    skipped: int,
-    results: dict[int, dict[str, Any]],
-    progress: Callable[[RunSummary], None] | None,
-    workers: int,
+    pending: list[_Shard], actor_args: tuple[Any, ...], workers: int, update: Callable[[dict[int, dict[str, Any]]], None]
 ) -> None:
-    """Feed shards to free actors until all are done; poll the actors' progress meanwhile."""
+    """Feed shards to ``workers`` free actors until all are done; ``update`` gets every shard's latest counts."""
     import ray
     from ray.exceptions import RayTaskError
 
     cpus = float(ray.cluster_resources().get("CPU", 1.0))
     # I/O-bound actors: a fraction of a CPU each, so they all fit beside whatever else runs.
     actor = ray.remote(num_cpus=min(1.0, cpus / (workers + 1)))(ShardActor)
-    actors = [actor.remote(taxonomy, config, run_id) for _ in range(workers)]
+    actors = [actor.remote(*actor_args) for _ in range(workers)]
     queue = list(reversed(pending))
     running: dict[Any, tuple[Any, int]] = {}
+    results: dict[int, dict[str, Any]] = {}
 
     def submit(worker: Any) -> None:
         if queue:
@@ -314,9 +310,7 @@ def _drive(
             live: dict[int, dict[str, Any]] = {}
             for states in ray.get([worker.progress.remote() for worker in actors]):
                 live.update(states)
-            _total(summary, skipped, {**live, **results})
-            if progress:
-                progress(summary)
+            update({**live, **results})
     except RayTaskError as err:
         _cancel(running)
         if isinstance(err.cause, VibesetError):
