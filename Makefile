@@ -40,15 +40,15 @@ run: install
 	$(VS) annotate --backend openai --model gemini-2.5-pro --split catalog --out out/annotations/llm-catalog --dry-run
 	@echo "== 6. silver set -> student (text + tags + collaborative features) -> bulk labels for the whole catalog"
 	$(VS) silver --teacher zero-shot --sample 6000
-	$(VS) distill
+	$(VS) distill --objective precision:0.6  # thresholds for restricted retrieval, which needs precision
 	$(VS) label --model out/models/student --videos 'out/shards/*.parquet' --out out/annotations/student
 	@echo "== 7. personalized restricted retrieval: index (zero-shot labels, then the student's), offline evaluation, examples"
 	$(VS) index build --annotations out/annotations/zero-shot
 	$(VS) index build
 	$(VS) eval-retrieval
 	$(VS) recommend --examples 3
-	@echo "== 8. the report"
-	$(VS) report --out out/report.html
+	@echo "== 8. the report (crowd, zero-shot and the student's bulk labels)"
+	$(VS) report out/annotations/student --out out/report.html
 
 test: install browser
 	$(BIN)/pytest -q
