@@ -69,3 +69,21 @@ def test_init_writes_a_loadable_commented_config(tmp_path):
     text = (tmp_path / "vibeset.toml").read_text()
     assert "[catalog.columns]" in text and "# " in text
     assert run_cli("init", str(tmp_path)).returncode == 2  # never overwrites silently
+
+
+def test_zero_shot_annotate_rerun_replaces_its_labels(bundled_workspace, tmp_path):
+    import pandas as pd
+
+    from vibeset.annotation import read_annotations
+
+    videos = tmp_path / "videos.csv"
+    pd.read_csv(DATA / "movies.csv", dtype=str).dropna(subset=["overview"]).head(12).to_csv(videos, index=False)
+    out = tmp_path / "zs"
+    for _ in range(2):
+        result = run_cli("annotate", "--backend", "zero-shot", "--videos", str(videos), "--out", str(out),
+                         workspace=bundled_workspace)
+        assert result.returncode == 0, result.stderr
+    labels = read_annotations(out)
+    assert len(labels) == 12 * 26 and not labels.duplicated(["video_id", "attribute"]).any()
+    assert set(labels["source"]) == {"zero-shot"} and labels["score"].between(0, 1).all()
+    assert (labels["label"] == (labels["score"] >= 0.5)).all()

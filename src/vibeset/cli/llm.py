@@ -62,7 +62,9 @@ def _zero_shot(ws: Workspace, videos: list[Video], out: Path, dry_run: bool) -> 
     frame = load_or_fit_zero_shot(ws).annotate(videos, ws.taxonomy)
     run_id = new_run_id()
     frame["run_id"] = run_id
-    write_annotations(frame, out / f"part-{run_id}-00001.parquet")
+    # one fixed part, replaced atomically: the labels are a pure function of the fitted model, so a
+    # re-run supersedes the last one instead of adding duplicate rows beside it
+    write_annotations(frame, out / "part-zero-shot.parquet")
     return {"backend": "zero-shot", "run_id": run_id, "out_dir": str(out), "annotated": len(videos),
             "rows": len(frame), "elapsed_s": time.time() - started}
 
@@ -125,7 +127,13 @@ def annotate(
     chosen = _videos(ws, videos, split)[:limit]
     if backend == "zero-shot":
         result = _zero_shot(ws, chosen, out, dry_run)
-        print_json(result) if as_json else console.print(result)
+        if as_json:
+            print_json(result)
+        elif not dry_run:
+            console.print(f"zero-shot labelled {result['annotated']:,} videos ({result['rows']:,} annotations) "
+                          f"in {result['elapsed_s']:.0f} s -> {out}", highlight=False)
+        else:
+            console.print(f"zero-shot: {result['videos']:,} videos, no calls, no cost", highlight=False)
         return
     if not model:
         fail(f"--model is required for --backend {backend}")
