@@ -46,7 +46,12 @@ def golden(
     if as_json:
         print_json({"golden": {**gold.summary(), "version": gold.version}, "attributes": report.to_dict("records")})
         return
-    table = Table(title=f"golden set {gold.version}: {gold.summary()}")
+    summary = gold.summary()
+    table = Table(
+        title=f"golden set {gold.version}: {summary['pairs']:,} pairs, {summary['videos']:,} videos, "
+        f"{summary['judgements']:,} judgements, prevalence {summary['prevalence']:.2f} "
+        f"({summary['skipped_videos']} judged videos not in the catalog)"
+    )
     for column in report.columns:
         table.add_column(column, justify="right" if column != "attribute" else "left")
     for record in report.itertuples(index=False):

@@ -8,6 +8,7 @@ then records with the raw text.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 FAILURE_KINDS = ("empty", "invalid_json", "not_an_object", "unknown_attribute", "missing_attribute", "invalid_value")
+_SEPARATORS = re.compile(r"[\s_]+")
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*|\s*```$")
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
 _WRAPPERS = ("attributes", "labels", "annotations", "vibes", "result", "results")
@@ -55,8 +57,10 @@ def _load_object(text: str) -> Any:
     raise ValueError
 
 
+@functools.lru_cache(maxsize=4096)
 def _key(name: str) -> str:
-    return re.sub(r"[\s_]+", "-", name.strip().lower())
+    """Attribute names compare case- and separator-insensitively (cached: it runs per key per answer)."""
+    return _SEPARATORS.sub("-", name.strip().lower())
 
 
 def _label(value: Any) -> bool | None:
