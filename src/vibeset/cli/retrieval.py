@@ -67,7 +67,7 @@ def index_build(
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="interface to bind"),
-    port: int = typer.Option(8000, help="port"),
+    port: int = typer.Option(8000, min=1, max=65535, help="port"),
     workers: int = typer.Option(1, help="worker processes (one BLAS thread each)"),
     index: Optional[Path] = typer.Option(None, "--index", help="serve this index directory instead of the workspace's"),
     workspace_path: Optional[Path] = WorkspaceOption,
