@@ -23,6 +23,7 @@ from .app import JsonOption, WorkspaceOption, app, console, fail, print_json, st
 def init(
     directory: Path = typer.Argument(Path("."), help="Where to write vibeset.toml."),
     force: bool = typer.Option(False, help="Overwrite an existing vibeset.toml."),
+    as_json: bool = JsonOption,
 ) -> None:
     """Write a commented workspace config naming your catalog, taxonomy, judgements and interactions."""
     target = directory / CONFIG_NAME
@@ -30,7 +31,10 @@ def init(
         fail(f"{target} exists; pass --force to overwrite")
     directory.mkdir(parents=True, exist_ok=True)
     target.write_text(TEMPLATE)
-    console.print(f"wrote {target}; edit the paths and column mappings, then run 'vibeset golden'")
+    if as_json:
+        print_json({"config": str(target.resolve())})
+    else:
+        console.print(f"wrote {target}; edit the paths and column mappings, then run 'vibeset golden'")
 
 
 @app.command()
