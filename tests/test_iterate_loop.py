@@ -73,7 +73,6 @@ def test_test_split_is_guarded_and_counted(ws):
 
 def test_cli_final_evaluation_is_recorded(ws):
     workspace = ws.root / "vibeset.toml"
-    golden = golden_split(ws, "dev")
     before = uses_of_test_split(ws)
     dev = run_cli("iterate", "evaluate", "--json", "--bootstrap", "50", workspace=workspace)
     assert dev.returncode == 0, dev.stderr

@@ -17,8 +17,6 @@ from .catalog import Video
 from .errors import DataError
 from .taxonomy import Taxonomy
 
-SOURCES = ("human", "llm", "zero-shot", "student")
-
 SCHEMA = pa.schema(
     [
         ("video_id", pa.string()),

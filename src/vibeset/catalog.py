@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
-import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
@@ -117,16 +116,6 @@ class Catalog:
 
     def tag_vocabulary(self) -> list[str]:
         return sorted({tag for tags in self.frame["tags"] for tag in tags})
-
-    def tag_matrix(self, vocabulary: Sequence[str]) -> np.ndarray:
-        """One-hot tags (e.g. genres), rows in catalog order, as float32."""
-        index = {tag: column for column, tag in enumerate(vocabulary)}
-        matrix = np.zeros((len(self), len(vocabulary)), dtype=np.float32)
-        for row, tags in enumerate(self.frame["tags"]):
-            for tag in tags:
-                if tag in index:
-                    matrix[row, index[tag]] = 1.0
-        return matrix
 
 
 def catalog_from_frame(raw: pd.DataFrame, columns: CatalogColumns, source: str | Path = "<catalog>") -> Catalog:

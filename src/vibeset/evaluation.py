@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-import numpy as np
 import pandas as pd
 
 from .golden import GoldenSet
@@ -84,27 +83,3 @@ def evaluate_all(
     for name, frame in annotations.items():
         report["annotators"][name] = evaluate_annotator(golden, frame, n_boot=n_boot, seed=seed)
     return report
-
-
-def metrics_table(report: Mapping[str, Any], view: str = "all") -> pd.DataFrame:
-    """Flatten a report into rows (annotator, attribute) for printing; view 'all' or 'head_to_head'."""
-    rows = []
-    for name, result in report["annotators"].items():
-        block = result if view == "all" else result.get("head_to_head")
-        if not block:
-            continue
-        for attribute, values in [*block["per_attribute"].items(), ("MICRO", block["micro"]), ("MACRO", block["macro"])]:
-            rows.append(
-                {
-                    "annotator": name,
-                    "attribute": attribute,
-                    "n": values.get("n"),
-                    "prevalence": values.get("prevalence", np.nan),
-                    **{k: values[k] for k in ("precision", "recall", "f1", "mcc")},
-                    "roc_auc": values.get("roc_auc", np.nan),
-                    "f1_ci": values["ci"]["f1"],
-                    "mcc_ci": values["ci"]["mcc"],
-                    "auc_ci": values["ci"].get("roc_auc"),
-                }
-            )
-    return pd.DataFrame(rows)
