@@ -41,7 +41,7 @@ run: install
 	@echo "== 6. silver set -> student (text + tags + collaborative features) -> bulk labels for the whole catalog"
 	$(VS) silver --teacher zero-shot --sample 6000
 	$(VS) distill --objective precision:0.6  # thresholds for restricted retrieval, which needs precision
-	$(VS) label --model out/models/student --videos 'out/shards/*.parquet' --out out/annotations/student
+	$(VS) label --model out/models/student --videos 'out/shards/*.parquet' --out out/annotations/student --replace
 	@echo "== 7. personalized restricted retrieval: index (zero-shot labels, then the student's), offline evaluation, examples"
 	$(VS) index build --annotations out/annotations/zero-shot
 	$(VS) index build

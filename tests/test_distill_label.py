@@ -21,7 +21,7 @@ from vibeset.distill import mlp
 from vibeset.distill.features import FeatureSpace, embedding_array
 from vibeset.distill.label import label
 from vibeset.distill.student import Calibration, save_student
-from vibeset.errors import DataError
+from vibeset.errors import ConfigError, DataError
 
 ATTRIBUTES = ["cosy", "dark", "tense"]
 TAGS = ["Comedy", "Drama", "Horror"]
@@ -133,3 +133,22 @@ def test_label_explains_bad_input(student: Path, tmp_path: Path) -> None:
         label(student, str(tmp_path / "in" / "*.parquet"), tmp_path / "out", workers=1)
     with pytest.raises(DataError, match="no Parquet shards"):
         label(student, str(tmp_path / "nothing" / "*.parquet"), tmp_path / "out")
+
+
+def test_an_out_dir_belongs_to_one_student(student: Path, tmp_path: Path) -> None:
+    import shutil
+
+    shards = stored_shards(tmp_path / "in", shards=2, rows=50)
+    out = tmp_path / "out"
+    label(student, str(shards / "*.parquet"), out)
+    other = tmp_path / "other"
+    shutil.copytree(student, other)
+    state = json.loads((other / "student.json").read_text())
+    (other / "student.json").write_text(json.dumps({**state, "version": "another"}))
+    with pytest.raises(ConfigError, match="holds labels by student .*, not another: pass --replace"):
+        label(other, str(shards / "*.parquet"), out)  # would otherwise skip both shards as done
+    summary = label(other, str(shards / "*.parquet"), out, replace=True)
+    assert summary["shards_labelled"] == 2 and summary["shards_skipped"] == 0
+    labels = read_annotations(out)
+    assert len(labels) == 100 * len(ATTRIBUTES) and set(labels["model"]) == {"student-another"}
+    assert not labels.duplicated(["video_id", "attribute"]).any()

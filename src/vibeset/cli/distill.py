@@ -133,6 +133,7 @@ def label(
     workers: Optional[int] = typer.Option(None, help="Processes (local) or actors (ray); default: one per core (local: one multi-threaded process for small jobs)."),
     batch_rows: int = typer.Option(8192, help="Rows per batch (bounds memory per worker)."),
     wave: int = typer.Option(8, help="Ray: shards per Ray Data job (the resume granularity)."),
+    replace: bool = typer.Option(False, "--replace", help="Relabel an --out that holds another student's labels."),
     as_json: bool = JsonOption,
 ) -> None:
     """Label Parquet shards with a student; resumable by shard, same output on both engines."""
@@ -141,7 +142,7 @@ def label(
     with _progress() as bar:
         task = bar.add_task(f"label ({engine})", total=None)
         summary = run_label(
-            model, videos, out, engine=engine, workers=workers, batch_rows=batch_rows, wave=wave,
+            model, videos, out, engine=engine, workers=workers, batch_rows=batch_rows, wave=wave, replace=replace,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     if as_json:

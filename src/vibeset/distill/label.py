@@ -267,6 +267,24 @@ def label_ray(
     return total
 
 
+def _claim(out: Path, version: str, replace: bool) -> None:
+    """Bind OUT to one student version before any shard is written, so a resume never mixes students."""
+    marker = out / "_student.json"
+    owner = json.loads(marker.read_text())["student_version"] if marker.exists() else None
+    parts = sorted(out.glob("*.parquet"))
+    if parts and owner != version:
+        if not replace:
+            raise ConfigError(
+                f"{out} holds labels by student {owner or 'of unknown version'}, not {version}: "
+                "pass --replace to relabel it, or choose another --out"
+            )
+        for part in parts:
+            part.unlink()
+    tmp = marker.with_name(marker.name + ".tmp")
+    tmp.write_text(json.dumps({"student_version": version}))
+    tmp.replace(marker)
+
+
 def label(
     model: str | Path,
     videos: str | Sequence[str],
@@ -276,15 +294,22 @@ def label(
     workers: int | None = None,
     batch_rows: int = 8192,
     wave: int = 8,
+    replace: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
-    """Label every pending shard; returns counts, throughput and lineage (also written to OUT/_label.json)."""
+    """Label every pending shard; returns counts, throughput and lineage (also written to OUT/_label.json).
+
+    OUT belongs to one student version: resuming with another student is refused, unless
+    ``replace`` deletes the other student's shards first.
+    """
     if engine not in ENGINES:
         raise ConfigError(f"--engine must be one of {ENGINES}, got {engine!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob(".*.tmp"):
         stale.unlink()
+    student = json.loads((Path(model) / "student.json").read_text())
+    _claim(out, student["version"], replace)
     jobs = plan(videos, out)
     pending = [job for job in jobs if not job.target.exists()]
     total_rows = sum(job.rows for job in pending)
@@ -303,7 +328,6 @@ def label(
         concurrency = workers or os.cpu_count() or 1
         rows = label_ray(model, pending, out, concurrency=concurrency, batch_rows=batch_rows, wave=wave, advance=advance)
     elapsed = time.perf_counter() - started
-    student = json.loads((Path(model) / "student.json").read_text())
     summary = {
         "engine": engine,
         "model": str(model),

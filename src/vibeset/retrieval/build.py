@@ -7,7 +7,7 @@ from typing import Callable
 
 import pandas as pd
 
-from ..annotation import read_annotations
+from ..annotation import check_annotations, read_annotations
 from ..encoder import Encoder, workspace_encoder
 from ..errors import DataError
 from ..workspace import Workspace
@@ -56,7 +56,7 @@ def build_workspace_index(
 ) -> AttributeIndex:
     """The index of a workspace (not saved): all interactions, all catalog videos, the given labels."""
     source = Path(annotations_dir) if annotations_dir else default_annotations(workspace)
-    annotations = read_annotations(source)
+    annotations = check_annotations(read_annotations(source), workspace.taxonomy, str(source))
     interactions = workspace_interactions(workspace)
     fitted = fit_collaborative(workspace, interactions, model=model, progress=progress)
     catalog = workspace.catalog
