@@ -11,11 +11,11 @@ from typing import Iterable, Mapping, Protocol, Sequence, runtime_checkable
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .catalog import Video
 from .errors import DataError
 from .taxonomy import Taxonomy
+from .files import atomic_write_table
 
 SCHEMA = pa.schema(
     [
@@ -81,11 +81,8 @@ def write_annotations(frame: pd.DataFrame, path: str | Path) -> Path:
     """Write annotations to Parquet atomically (temp file + rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
     table = pa.Table.from_pandas(annotations_frame(frame), schema=SCHEMA, preserve_index=False)
-    pq.write_table(table, tmp)
-    tmp.replace(path)
-    return path
+    return atomic_write_table(table, path)
 
 
 def read_annotations(path: str | Path) -> pd.DataFrame:

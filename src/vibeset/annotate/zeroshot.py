@@ -23,6 +23,7 @@ from ..golden import GoldenSet
 from ..hashing import content_hash
 from ..metrics import binary_metrics
 from ..taxonomy import Taxonomy
+from ..files import atomic_write_text
 
 STATE_FILE = "zeroshot.json"
 OBJECTIVES = ("mcc", "f1")
@@ -165,9 +166,7 @@ class ZeroShotAnnotator:
             "taxonomy_version": self.taxonomy_version_,
             "golden_version": self.golden_version_,
         }
-        tmp = directory / (STATE_FILE + ".tmp")
-        tmp.write_text(json.dumps(state, indent=2))
-        tmp.replace(directory / STATE_FILE)
+        atomic_write_text(directory / STATE_FILE, json.dumps(state, indent=2))
         return directory
 
     @classmethod

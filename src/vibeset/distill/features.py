@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import ConfigError, DataError
+from ..files import atomic_write_table
 
 if TYPE_CHECKING:
     from ..catalog import Catalog
@@ -263,8 +264,6 @@ def write_catalog_shards(
             }
         )
         path = directory / f"catalog-{number:05d}.parquet"
-        tmp = path.with_name(f".{path.name}.tmp")
-        pq.write_table(table, tmp)
-        tmp.replace(path)
+        atomic_write_table(table, path)
         paths.append(path)
     return paths

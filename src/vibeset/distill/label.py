@@ -37,6 +37,7 @@ from ..annotation import SCHEMA
 from ..errors import ConfigError, DataError
 from .features import embeddings_from_column
 from .student import Student
+from ..files import atomic_write_table, atomic_write_text
 
 ENGINES = ("local", "ray")
 TEXT_COLUMNS = ("text", "title", "description")
@@ -257,9 +258,7 @@ def label_ray(
                 parts[0].replace(job.target)  # same filesystem: a rename, no copy
             else:
                 table = pa.concat_tables([pq.read_table(p, schema=SCHEMA) for p in parts]) if parts else SCHEMA.empty_table()
-                tmp = job.target.with_name(f".{job.target.name}.ray.tmp")
-                pq.write_table(table, tmp)
-                tmp.replace(job.target)
+                atomic_write_table(table, job.target)
             total += job.rows
             if advance:
                 advance(job.rows)
@@ -280,9 +279,7 @@ def _claim(out: Path, version: str, replace: bool) -> None:
             )
         for part in parts:
             part.unlink()
-    tmp = marker.with_name(marker.name + ".tmp")
-    tmp.write_text(json.dumps({"student_version": version}))
-    tmp.replace(marker)
+    atomic_write_text(marker, json.dumps({"student_version": version}))
 
 
 def label(

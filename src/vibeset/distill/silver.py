@@ -26,6 +26,7 @@ from ..catalog import Video
 from ..errors import ConfigError, DataError
 from ..hashing import content_hash
 from ..workspace import Workspace
+from ..files import atomic_write_text
 
 POPULARITY_EDGES = (0, 1, 4, 21)  # ratings: none, 1-3, 4-20, 21+
 MANIFEST = "silver.json"
@@ -198,9 +199,7 @@ def _write_manifest(out: Path, workspace: Workspace, teacher: str, sample: Silve
         "taxonomy_version": workspace.taxonomy.version,
         "catalog_videos": len(workspace.catalog),
     }
-    tmp = out / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2))
-    tmp.replace(out / MANIFEST)
+    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2))
 
 
 def load_silver(directory: str | Path) -> tuple[pd.DataFrame, dict]:

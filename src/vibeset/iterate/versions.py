@@ -28,6 +28,7 @@ from ..errors import ConfigError
 from ..golden import GoldenSet
 from ..taxonomy import Taxonomy, load_taxonomy
 from ..workspace import Workspace
+from ..files import atomic_write_text
 
 
 def taxonomy_dir(workspace: Workspace) -> Path:
@@ -55,9 +56,7 @@ def save_taxonomy(workspace: Workspace, taxonomy: Taxonomy) -> Path:
     path = taxonomy_dir(workspace) / f"{taxonomy.version}.yaml"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(taxonomy.to_yaml(), encoding="utf-8")
-        tmp.replace(path)
+        atomic_write_text(path, taxonomy.to_yaml())
     return path
 
 

@@ -14,7 +14,6 @@ One writer per directory; parallel shards write to directories of their own.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -25,6 +24,7 @@ import pyarrow.parquet as pq
 
 from ..annotation import SCHEMA, annotations_frame
 from ..errors import ConfigError, DataError
+from ..files import atomic_write_table, atomic_write_text
 
 FAILURE_SCHEMA = pa.schema(
     [
@@ -40,14 +40,6 @@ FAILURE_SCHEMA = pa.schema(
     ]
 )
 MANIFEST = "manifest.json"
-
-
-def _write_atomic(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp)
-    with open(tmp, "rb+") as handle:
-        os.fsync(handle.fileno())
-    tmp.replace(path)
 
 
 class RunStore:
@@ -88,21 +80,18 @@ class RunStore:
     def append(self, rows: list[Mapping[str, Any]]) -> None:
         if rows:
             frame = annotations_frame(rows)
-            _write_atomic(pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False), self._next(self.out_dir))
+            atomic_write_table(pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False), self._next(self.out_dir), fsync=True)
 
     def append_failures(self, rows: list[Mapping[str, Any]]) -> None:
         if rows:
             table = pa.Table.from_pylist([dict(row) for row in rows], schema=FAILURE_SCHEMA)
-            _write_atomic(table, self._next(self.failures_dir))
+            atomic_write_table(table, self._next(self.failures_dir), fsync=True)
 
     def record_run(self, run: Mapping[str, Any]) -> None:
         """Insert or replace this run's entry in the manifest (atomically)."""
         runs = [r for r in self.manifest["runs"] if r.get("run_id") != self.run_id]
         self.manifest["runs"] = [*runs, {**run, "updated": time.time()}]
-        path = self.out_dir / MANIFEST
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.manifest, indent=2, default=str), encoding="utf-8")
-        tmp.replace(path)
+        atomic_write_text(self.out_dir / MANIFEST, json.dumps(self.manifest, indent=2, default=str))
 
 
 def annotated_ids(out_dir: str | Path) -> set[str]:

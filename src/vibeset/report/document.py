@@ -7,7 +7,6 @@ SVG, and nothing references an external URL.
 from __future__ import annotations
 
 import json
-import os
 import time
 from importlib import resources
 from importlib.metadata import version as package_version
@@ -21,6 +20,7 @@ from markupsafe import Markup
 from ..annotators import resolve
 from ..errors import DataError, VibesetError
 from ..evaluation import evaluate_all, evaluate_annotator
+from ..files import atomic_write_text
 from ..golden import workspace_golden
 from ..workspace import Workspace
 from .sections import (
@@ -175,7 +175,5 @@ def write_report(
     sections = build_sections(workspace, runs, metrics=metrics, n_boot=n_boot, progress=progress)
     html = render(workspace, sections)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    os.replace(tmp, out)
+    atomic_write_text(out, html)
     return out, sections

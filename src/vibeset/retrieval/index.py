@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 
 from ..errors import DataError, UnknownAttributeError
 from ..taxonomy import Taxonomy
+from ..files import atomic_write_text
 
 FORMAT = 1
 POINTER = "CURRENT"
@@ -140,9 +141,7 @@ class AttributeIndex:
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
         target = versions / version
         os.replace(staging, target)
-        pointer = root / f".{POINTER}.{os.getpid()}.tmp"
-        pointer.write_text(version + "\n", encoding="utf-8")
-        os.replace(pointer, root / POINTER)
+        atomic_write_text(root / POINTER, version + "\n")
         self.manifest = manifest
         _prune(versions, keep)
         return target
