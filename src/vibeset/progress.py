@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 
 def enabled() -> bool:
@@ -15,12 +15,17 @@ def enabled() -> bool:
 
 
 @contextmanager
-def progress_bar(total: int, description: str) -> Iterator[Callable[[int], None]]:
-    """Yield an ``advance(n)`` callback that drives a rich bar (a no-op when disabled)."""
-    if not enabled() or total <= 0:
+def progress_bar(total: int | None, description: str) -> Iterator[Callable[[int], None]]:
+    """Yield an ``advance(n)`` callback that drives a rich bar (a no-op when disabled).
+
+    ``total`` None means the amount of work is not known up front: the bar counts and shows
+    the elapsed time instead of an ETA.
+    """
+    if not enabled() or total == 0:
         yield lambda n: None
         return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    clock = TimeElapsedColumn() if total is None else TimeRemainingColumn()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), clock)
     with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task(description, total=total)
         yield lambda n: progress.advance(task, n)

@@ -5,26 +5,18 @@ from __future__ import annotations
 import json
 
 import os
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ..progress import progress_bar
 from .app import JsonOption, WorkspaceOption, app, console, fail, print_json, workspace
 from .bench import bench_app
 
 index_app = typer.Typer(help="Build the attribute index that restricted retrieval serves.", no_args_is_help=True)
 app.add_typer(index_app, name="index")
-
-
-@contextmanager
-def _progress(label: str, total: int | None) -> Iterator:
-    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda n: bar.advance(task, n)
 
 
 @index_app.command("build")
@@ -40,7 +32,7 @@ def index_build(
     from ..retrieval.collaborative import CollaborativeModel
 
     ws = workspace(workspace_path)
-    with _progress("encoding catalog", len(ws.catalog)) as advance:
+    with progress_bar(len(ws.catalog), "encoding catalog") as advance:
         index = build_workspace_index(ws, annotations, model=CollaborativeModel(factors=factors), progress=advance)
     path = index.save(index_root(ws), keep=keep)
     postings = {name: int(index.post_offsets[a + 1] - index.post_offsets[a]) for a, name in enumerate(index.attributes)}
@@ -127,7 +119,7 @@ def eval_retrieval(
             fail(f"--ab expects two versions 'A,B', got {ab!r}")
         versions = (parts[0], parts[1])
     ws = workspace(workspace_path)
-    with _progress("replaying held-out positives", None) as advance:
+    with progress_bar(None, "replaying held-out positives") as advance:
         report = evaluate_workspace(ws, k=k, test_fraction=test_fraction, versions=versions, n_boot=boot, progress=advance)
     ws.artifact("retrieval", "evaluation.json").write_text(json.dumps(report, indent=2, default=str))
     if as_json:
