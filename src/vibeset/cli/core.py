@@ -13,7 +13,7 @@ from rich.table import Table
 from ..catalog import load_catalog
 from ..evaluation import evaluate_all
 from ..golden import agreement_report, workspace_golden
-from ..iterate.guard import golden_split, uses_of_test_split
+from ..iterate.guard import record_test_use, uses_of_test_split
 from ..iterate.versions import check_spec, labels
 from ..workspace import CONFIG_NAME, TEMPLATE
 from .app import JsonOption, WorkspaceOption, app, console, fail, print_json, stdout, workspace
@@ -140,7 +140,7 @@ def evaluate(
         if name != "crowd":
             check_spec(ws, name)  # a typo must not spend a look at the test split
     if survey is None and split != "dev":
-        golden_split(ws, "test", final=True, purpose=f"vibeset evaluate --split {split}")  # recorded test use
+        record_test_use(ws, full.version, f"vibeset evaluate --split {split}")
     videos = list(ws.catalog.subset(sorted(gold.pairs["video_id"].unique())))
     dev = full.split("dev") if survey is None else workspace_golden(ws).split("dev")
     tables = {name: labels(ws, name, videos, dev).frame for name in annotator if name != "crowd"}

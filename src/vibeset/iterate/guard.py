@@ -30,9 +30,14 @@ def golden_split(workspace: Workspace, split: str = "dev", *, final: bool = Fals
                 "the golden test split is held out for final evaluations: iterate on 'dev' and pass --final "
                 f"for a recorded test evaluation (test split of golden {golden.version} used {used} time(s) so far)"
             )
-        with connect(workspace) as db:
-            db.execute("INSERT INTO test_access VALUES (?, ?, ?)", (time.time(), golden.version, purpose))
+        record_test_use(workspace, golden.version, purpose)
     return golden.split(split)
+
+
+def record_test_use(workspace: Workspace, golden_version: str, purpose: str) -> None:
+    """Write down one look at the test split of golden ``golden_version`` (before any label is scored)."""
+    with connect(workspace) as db:
+        db.execute("INSERT INTO test_access VALUES (?, ?, ?)", (time.time(), golden_version, purpose))
 
 
 def uses_of_test_split(workspace: Workspace, golden_version: str | None = None) -> int:
