@@ -9,7 +9,7 @@ from vibeset.errors import DataError, UnknownAttributeError
 from vibeset.retrieval import CollaborativeModel, Recommender, explicit_intent, infer_intent, list_versions, load_index
 from vibeset.retrieval.evaluation import evaluate_retrieval, replay_ab
 from vibeset.retrieval.intent import QueryParser
-from vibeset.retrieval.interactions import temporal_split
+from vibeset.interactions import temporal_split
 from vibeset.retrieval.synthetic import synthetic_index
 from vibeset.workspace import load_workspace
 

@@ -12,10 +12,11 @@ from typing import Iterable, Mapping, Protocol, Sequence, runtime_checkable
 import pandas as pd
 import pyarrow as pa
 
+from .artifacts import Artifact
 from .catalog import Video
 from .errors import DataError
-from .taxonomy import Taxonomy
 from .files import atomic_write_table
+from .taxonomy import Taxonomy
 
 SCHEMA = pa.schema(
     [
@@ -78,27 +79,38 @@ def check_annotations(frame: pd.DataFrame, taxonomy: Taxonomy, source: str = "an
 
 
 def write_annotations(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Write annotations to Parquet atomically (temp file + rename)."""
+    """Write annotations to one Parquet part atomically (temp file + rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(annotations_frame(frame), schema=SCHEMA, preserve_index=False)
     return atomic_write_table(table, path)
 
 
-def read_annotations(path: str | Path) -> pd.DataFrame:
-    """Read one Parquet file, or every ``*.parquet`` directly under a directory, as annotations."""
-    path = Path(path)
+def _read_part(file: Path) -> pd.DataFrame:
+    frame = pd.read_parquet(file)
+    missing = [c for c in ("video_id", "attribute", "label") if c not in frame.columns]
+    if missing:
+        raise DataError(f"not an annotations file, missing {missing}")
+    return annotations_frame(frame)
+
+
+def read_annotations(source: Artifact | str | Path) -> pd.DataFrame:
+    """The annotations of an artifact (its manifest must say it is complete), or of a user's Parquet
+    file / directory of parts. A corrupt part is an error naming the file."""
+    artifact = source if isinstance(source, Artifact) else None
+    path = artifact.path if artifact else Path(source)
+    if artifact is not None:
+        artifact.complete_manifest()
     files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
     if not files or not all(file.exists() for file in files):
         raise DataError(f"{path}: no annotations found (expected a Parquet file or a directory of them)")
     frames = []
     for file in files:
+        if artifact is not None:
+            frames.append(artifact.read(file.name, _read_part))
+            continue
         try:
-            frame = pd.read_parquet(file)
-        except (OSError, ValueError) as err:
-            raise DataError(f"{file}: cannot read annotations: {err}") from err
-        missing = [c for c in ("video_id", "attribute", "label") if c not in frame.columns]
-        if missing:
-            raise DataError(f"{file}: not an annotations file, missing {missing}")
-        frames.append(annotations_frame(frame))
+            frames.append(_read_part(file))
+        except (OSError, ValueError, DataError) as err:
+            raise DataError(f"{file}: cannot read annotations: {str(err).splitlines()[0]}") from err
     return pd.concat(frames, ignore_index=True)

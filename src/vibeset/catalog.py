@@ -14,6 +14,15 @@ from .hashing import content_hash
 from .tables import read_table, require_columns
 
 
+def video_text(title: str, tags: Sequence[str], description: str) -> str:
+    """The text every encoder sees: title, (tags), description. The one place it is built."""
+    parts = [title]
+    if tags:
+        parts.append("(" + ", ".join(tags) + ")")
+    parts.append(description)
+    return " ".join(part for part in parts if part).strip()
+
+
 @dataclass(frozen=True)
 class Video:
     """One item to annotate. Text fields are untrusted data, never instructions."""
@@ -27,12 +36,8 @@ class Video:
     metadata: dict[str, str] = field(default_factory=dict)
 
     def text(self) -> str:
-        """The text an encoder sees: title, tags and description."""
-        parts = [self.title]
-        if self.tags:
-            parts.append("(" + ", ".join(self.tags) + ")")
-        parts.append(self.description)
-        return " ".join(part for part in parts if part).strip()
+        """The text an encoder sees (``video_text``)."""
+        return video_text(self.title, self.tags, self.description)
 
     @property
     def content_hash(self) -> str:
@@ -112,7 +117,8 @@ class Catalog:
         return Catalog(self.frame.iloc[rows])
 
     def texts(self) -> list[str]:
-        return [video.text() for video in self]
+        frame = self.frame
+        return [video_text(*row) for row in zip(frame["title"], frame["tags"], frame["description"])]
 
     def tag_vocabulary(self) -> list[str]:
         return sorted({tag for tags in self.frame["tags"] for tag in tags})

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Callable, Iterator, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from .errors import BackendError
+from .errors import ArtifactError, BackendError
 from .hashing import content_hash, file_sha256
 from .progress import progress_bar
 
@@ -114,14 +115,28 @@ class CachedEncoder:
         self.dim = encoder.dim
         path = Path(cache_dir)
         path.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path / "embeddings.sqlite", check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS embedding (key TEXT PRIMARY KEY, vector BLOB NOT NULL)")
+        self.file = path / "embeddings.sqlite"
+        with self._guard():
+            self._db = sqlite3.connect(self.file, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS embedding (key TEXT PRIMARY KEY, vector BLOB NOT NULL)")
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """A corrupt cache is one error naming the file (deleting it loses nothing but time)."""
+        try:
+            yield
+        except sqlite3.DatabaseError as err:
+            raise ArtifactError(f"{self.file}: the embedding cache is unreadable ({err}); delete it and it is rebuilt") from err
 
     def _key(self, text: str) -> str:
         return f"{self.name}:{content_hash(text, 32)}"
 
     def encode(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
+        with self._guard():
+            return self._encode(texts, progress)
+
+    def _encode(self, texts: Sequence[str], progress: Callable[[int], None] | None) -> np.ndarray:
         keys = [self._key(text) for text in texts]
         found: dict[str, bytes] = {}
         unique = list(dict.fromkeys(keys))
@@ -146,5 +161,7 @@ class CachedEncoder:
 
 
 def workspace_encoder(workspace: Workspace) -> CachedEncoder:
-    """The workspace's cached MiniLM encoder (artifacts/embeddings)."""
-    return CachedEncoder(MiniLMEncoder(), workspace.artifacts / "embeddings")
+    """The workspace's cached MiniLM encoder (its embeddings cache)."""
+    from .artifacts import artifacts_of
+
+    return CachedEncoder(MiniLMEncoder(), artifacts_of(workspace).place("embeddings"))

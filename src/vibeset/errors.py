@@ -19,6 +19,14 @@ class DataError(VibesetError):
     """An input data file (catalog, judgements, interactions, annotations) is malformed."""
 
 
+class ArtifactError(DataError):
+    """An artifact the pipeline wrote is missing, incomplete or corrupt (the message names the file)."""
+
+
+class LockedError(VibesetError):
+    """Another process is writing the artifact (the message names the holder)."""
+
+
 class UnknownAttributeError(VibesetError, KeyError):
     """An attribute name that the taxonomy does not define."""
 

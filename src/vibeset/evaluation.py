@@ -7,12 +7,15 @@ with >= 3 raters). F1 over sets of different prevalence is not comparable; head-
 
 from __future__ import annotations
 
+import json
 from typing import Any, Mapping
 
 import pandas as pd
 
+from .artifacts import Artifact, Stamp
 from .golden import GoldenSet
 from .metrics import evaluate_pairs
+from .runs import jsonable
 
 MIN_CROWD_RATERS = 3
 
@@ -82,4 +85,24 @@ def evaluate_all(
         report["annotators"]["crowd"] = evaluate_crowd(golden, n_boot=n_boot, seed=seed)
     for name, frame in annotations.items():
         report["annotators"][name] = evaluate_annotator(golden, frame, n_boot=n_boot, seed=seed)
+    return report
+
+
+METRICS_FILE = "metrics.json"
+
+
+def write_metrics(report: Mapping[str, Any], artifact: Artifact, stamp: Stamp) -> None:
+    """Write an evaluation report as the metrics artifact (strict JSON: NaN becomes null)."""
+    golden = report["golden"]
+    stamp.lineage = {"golden_version": golden.get("version", ""), "split": golden.get("split", ""), **(stamp.lineage or {})}
+    stamp.meta = {"annotators": list(report["annotators"]), **(stamp.meta or {})}
+    with artifact.replace(stamp) as staging:
+        (staging / METRICS_FILE).write_text(json.dumps(jsonable(report), indent=2, allow_nan=False), encoding="utf-8")
+
+
+def read_metrics(artifact: Artifact) -> dict[str, Any]:
+    artifact.complete_manifest()
+    report = artifact.read_json(METRICS_FILE)
+    if not isinstance(report, dict) or "annotators" not in report or "golden" not in report:
+        raise artifact.error(artifact.path / METRICS_FILE, "not an evaluation report (no 'golden' and 'annotators')")
     return report

@@ -16,42 +16,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .artifacts import Artifact, Stamp
 from .catalog import Catalog
 from .errors import DataError
 from .hashing import content_hash
+from .judgements import read_judgements
 from .reviews import review_judgements
-from .tables import read_table, require_columns
 from .taxonomy import Taxonomy
 from .workspace import JudgementsConfig, Workspace
 
 JUDGEMENT_COLUMNS = ("rater", "video_id", "attribute", "rating")
-
-
-def read_judgements(path: str | Path, config: JudgementsConfig) -> pd.DataFrame:
-    """Read survey-format judgements; columns renamed to rater, video_id, tag, rating.
-
-    Ratings must be numbers within the scale (or the "not sure" value); the error names
-    the first offending row.
-    """
-    raw = read_table(path, dtype=str)
-    roles = config.columns.model_dump()
-    require_columns(raw, roles, path)
-    frame = pd.DataFrame({role: raw[column] for role, column in roles.items()})
-    frame = frame.rename(columns={"video": "video_id"})
-    frame["video_id"] = frame["video_id"].astype(str).str.strip()
-    frame["rater"] = frame["rater"].astype(str).str.strip()
-    frame["tag"] = frame["tag"].fillna("").astype(str).str.strip().str.lower()
-    rating = pd.to_numeric(frame["rating"], errors="coerce")
-    low, high = config.scale
-    valid = rating.between(low, high) | (rating == config.not_sure if config.not_sure is not None else False)
-    if (~valid).any():
-        row = int(np.flatnonzero(~valid.to_numpy())[0])
-        raise DataError(
-            f"{path}: line {row + 2}: rating {raw[roles['rating']].iloc[row]!r} is outside the scale "
-            f"{low:g}..{high:g} (not-sure value: {config.not_sure})"
-        )
-    frame["rating"] = rating.astype(float)
-    return frame
 
 
 @dataclass
@@ -176,3 +150,15 @@ def agreement_report(golden: GoldenSet) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def save_golden(golden: GoldenSet, artifact: Artifact, stamp: Stamp) -> pd.DataFrame:
+    """Write the golden artifact (pairs, judgements, agreement per attribute); returns the agreement table."""
+    agreement = agreement_report(golden)
+    stamp.lineage = {"golden_version": golden.version, **(stamp.lineage or {})}
+    stamp.meta = {**golden.summary(), "version": golden.version, "threshold": golden.threshold}
+    with artifact.replace(stamp) as staging:
+        golden.pairs.to_parquet(staging / "pairs.parquet", index=False)
+        golden.judgements.to_parquet(staging / "judgements.parquet", index=False)
+        agreement.to_parquet(staging / "agreement.parquet", index=False)
+    return agreement

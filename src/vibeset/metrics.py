@@ -73,11 +73,38 @@ def _mean_present(values: np.ndarray, present: np.ndarray) -> np.ndarray:
     return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
-def _ci(samples: np.ndarray) -> list[float]:
-    finite = samples[np.isfinite(samples)]
+def bootstrap_weights(units: int, n_boot: int, seed: int = 0) -> np.ndarray:
+    """(n_boot, units) resampling counts: each replicate draws ``units`` clusters (videos, users) with replacement."""
+    rng = np.random.default_rng(seed)
+    return rng.multinomial(units, np.full(units, 1 / units), size=n_boot).astype(float)
+
+
+def percentile_ci(samples: np.ndarray) -> list[float]:
+    """The 95% percentile interval of bootstrap replicates (NaN where none is finite)."""
+    finite = np.asarray(samples, dtype=float)
+    finite = finite[np.isfinite(finite)]
     if finite.size == 0:
         return [float("nan"), float("nan")]
     return [float(np.percentile(finite, 2.5)), float(np.percentile(finite, 97.5))]
+
+
+def fmt(value: Any, ci: Any = None, digits: int = 3) -> str:
+    """A value for people: '0.412 [0.38, 0.44]', '1,234', 'yes', or '-' when it is missing or not finite.
+
+    The one formatter of the CLI tables, the error analysis and the report.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)):
+        return f"{int(value):,}"
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, (float, np.floating)) or not math.isfinite(value):
+        return "-"
+    text = f"{value:.{digits}f}"
+    if ci and len(ci) == 2 and all(isinstance(x, (int, float)) and math.isfinite(x) for x in ci):
+        text += f" [{ci[0]:.2f}, {ci[1]:.2f}]"
+    return text
 
 
 def evaluate_pairs(frame: pd.DataFrame, *, n_boot: int = 500, seed: int = 0) -> dict[str, Any]:
@@ -101,8 +128,7 @@ def evaluate_pairs(frame: pd.DataFrame, *, n_boot: int = 500, seed: int = 0) -> 
     counts = np.zeros((len(videos), len(attributes), 4))
     cell = np.stack([y_true & y_pred, ~y_true & y_pred, y_true & ~y_pred, ~y_true & ~y_pred], axis=1)
     np.add.at(counts, (video_index, attr_index), cell.astype(float))
-    rng = np.random.default_rng(seed)
-    weights = rng.multinomial(len(videos), np.full(len(videos), 1 / len(videos)), size=n_boot).astype(float)
+    weights = bootstrap_weights(len(videos), n_boot, seed)
     boot_attr = np.einsum("bv,vak->bak", weights, counts)  # (B, A, 4)
     boot_micro = boot_attr.sum(axis=1)  # (B, 4)
     point_attr = counts.sum(axis=0)  # (A, 4)
@@ -117,7 +143,7 @@ def evaluate_pairs(frame: pd.DataFrame, *, n_boot: int = 500, seed: int = 0) -> 
         out["n"] = int(n)
         out["prevalence"] = float(positives / n) if n else 0.0
         out["always_positive_f1"] = float(2 * positives / (n + positives)) if n else 0.0
-        out["ci"] = {k: _ci(replicas[k]) for k in POINT_METRICS}
+        out["ci"] = {k: percentile_ci(replicas[k]) for k in POINT_METRICS}
         return out
 
     per_attribute = {str(a): block(point_attr[i], boot_attr[:, i, :]) for i, a in enumerate(attributes)}
@@ -128,7 +154,7 @@ def evaluate_pairs(frame: pd.DataFrame, *, n_boot: int = 500, seed: int = 0) -> 
         **macro_point,
         "n": micro["n"],
         "attributes": len(attributes),
-        "ci": {k: _ci(_mean_present(macro_boot[k], boot_attr.sum(axis=2) > 0)) for k in POINT_METRICS},
+        "ci": {k: percentile_ci(_mean_present(macro_boot[k], boot_attr.sum(axis=2) > 0)) for k in POINT_METRICS},
     }
     if scored:
         score = frame["score"].to_numpy(dtype=float)
@@ -140,15 +166,15 @@ def _score_metrics(micro, macro, per_attribute, y_true, score, video_index, attr
     """ROC-AUC and PR-AUC: micro over pooled pairs, macro as the mean of per-attribute values."""
     pair_weights = weights[:, video_index]  # (B, pairs)
     micro["roc_auc"], micro["pr_auc"] = _auc(y_true, score)
-    micro["ci"]["roc_auc"] = _ci(weighted_auc(y_true, score, pair_weights))
+    micro["ci"]["roc_auc"] = percentile_ci(weighted_auc(y_true, score, pair_weights))
     per_boot = np.full((len(weights), len(attributes)), np.nan)
     for i, attribute in enumerate(attributes):
         rows = attr_index == i
         block = per_attribute[str(attribute)]
         block["roc_auc"], block["pr_auc"] = _auc(y_true[rows], score[rows])
         per_boot[:, i] = weighted_auc(y_true[rows], score[rows], pair_weights[:, rows])
-        block["ci"]["roc_auc"] = _ci(per_boot[:, i])
+        block["ci"]["roc_auc"] = percentile_ci(per_boot[:, i])
     aucs = [per_attribute[str(a)]["roc_auc"] for a in attributes]
     macro["roc_auc"] = float(np.nanmean(aucs)) if any(math.isfinite(a) for a in aucs) else float("nan")
     macro["pr_auc"] = float(np.nanmean([per_attribute[str(a)]["pr_auc"] for a in attributes]))
-    macro["ci"]["roc_auc"] = _ci(_mean_present(per_boot, np.isfinite(per_boot)))
+    macro["ci"]["roc_auc"] = percentile_ci(_mean_present(per_boot, np.isfinite(per_boot)))

@@ -15,6 +15,16 @@ def enabled() -> bool:
 
 
 @contextmanager
+def status(description: str) -> Iterator[Callable[[str], None]]:
+    """A spinner for a phase of unknown length; yields ``update(text)`` to rename the phase."""
+    if not enabled():
+        yield lambda text: None
+        return
+    with Console(stderr=True).status(description) as spinner:
+        yield lambda text: spinner.update(text)
+
+
+@contextmanager
 def progress_bar(total: int | None, description: str) -> Iterator[Callable[[int], None]]:
     """Yield an ``advance(n)`` callback that drives a rich bar (a no-op when disabled).
 

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from .artifacts import artifacts_of
 from .errors import DataError
+from .judgements import empty_judgements, read_judgements
 from .workspace import JudgementsConfig, Workspace
 
-REVIEWS = ("judgements", "reviews.csv")
 RATER = re.compile(r"^[A-Za-z][A-Za-z0-9_.@-]{0,63}$")
 EXTRA_COLUMNS = ("created_at", "source")
 
@@ -39,7 +40,7 @@ class Review:
 
 
 def reviews_path(workspace: Workspace) -> Path:
-    return workspace.artifacts.joinpath(*REVIEWS)
+    return artifacts_of(workspace).place("reviews")
 
 
 def _header(config: JudgementsConfig) -> list[str]:
@@ -100,11 +101,9 @@ def append_review(workspace: Workspace, review: Review) -> Path:
 
 def review_judgements(workspace: Workspace) -> pd.DataFrame:
     """The reviews as judgements (rater, video_id, tag, rating), like ``golden.read_judgements``; empty when none."""
-    from .golden import read_judgements  # golden merges these rows, so it imports this module
-
     path = reviews_path(workspace)
     if not path.is_file():
-        return pd.DataFrame({**{c: pd.Series([], dtype=str) for c in ("rater", "video_id", "tag")}, "rating": pd.Series([], dtype=float)})
+        return empty_judgements()
     return read_judgements(path, workspace.require_judgements())
 
 

@@ -62,6 +62,17 @@ class InteractionsConfig(BaseModel):
     columns: InteractionColumns = InteractionColumns()
 
 
+class PipelineConfig(BaseModel):
+    """How ``vibeset run`` runs the stages: which teacher, how big a silver set, which thresholds."""
+
+    model_config = ConfigDict(extra="forbid")
+    teacher: str = Field("zero-shot", description="annotator spec of the teacher: zero-shot or llm:BACKEND:MODEL")
+    silver_sample: int = Field(6000, ge=1, description="videos in the stratified Silver Set")
+    seed: int = 0
+    distill_objective: str = Field("precision:0.6", description="student thresholds on golden dev: f1, mcc or precision:P")
+    cf_factors: int = Field(64, ge=2, description="dimension of the collaborative embeddings")
+
+
 class WorkspaceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     artifacts: Path = Path("out")
@@ -69,11 +80,12 @@ class WorkspaceConfig(BaseModel):
     catalog: CatalogConfig
     judgements: JudgementsConfig | None = None
     interactions: InteractionsConfig | None = None
+    pipeline: PipelineConfig = PipelineConfig()
     llm: dict[str, object] = Field(default_factory=dict)  # the [llm] table, validated by vibeset.llm.LLMConfig
 
 
 class Workspace:
-    """Resolved workspace: loads its inputs lazily and names its artifact paths."""
+    """Resolved workspace: configuration and its inputs, loaded lazily; reading it writes nothing."""
 
     def __init__(self, config: WorkspaceConfig, root: Path) -> None:
         self.config = config
@@ -84,13 +96,12 @@ class Workspace:
 
     @property
     def artifacts(self) -> Path:
+        """The artifacts directory (``vibeset.artifacts`` names everything in it)."""
         return self.path(self.config.artifacts)
 
-    def artifact(self, *parts: str) -> Path:
-        """A path under the artifacts directory, its parent created."""
-        target = self.artifacts.joinpath(*parts)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        return target
+    @property
+    def config_file(self) -> Path:
+        return self.root / CONFIG_NAME
 
     @cached_property
     def taxonomy(self) -> Taxonomy:

@@ -9,21 +9,20 @@ vector towards them, negatives are subtracted.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from ..annotation import annotations_frame
+from ..artifacts import Artifact, Stamp
+from ..calibration import best_threshold
 from ..catalog import Video
 from ..encoder import Encoder
 from ..errors import ConfigError, DataError, NotFittedError
 from ..golden import GoldenSet
 from ..hashing import content_hash
-from ..metrics import binary_metrics
 from ..taxonomy import Taxonomy
-from ..files import atomic_write_text
 
 STATE_FILE = "zeroshot.json"
 OBJECTIVES = ("mcc", "f1")
@@ -97,16 +96,10 @@ class ZeroShotAnnotator:
                 self.thresholds_[name] = float(np.median(column))
                 continue
             values = column[[row[v] for v in subset["video_id"]]]
-            self.thresholds_[name] = self._best_threshold(values, subset["label"].to_numpy())
+            self.thresholds_[name] = best_threshold(values, subset["label"].to_numpy(), self.objective)[0]
         self.taxonomy_version_ = taxonomy.version
         self.golden_version_ = golden.version
         return self
-
-    def _best_threshold(self, values: np.ndarray, truth: np.ndarray) -> float:
-        candidates = np.unique(values)
-        midpoints = np.r_[candidates[0] - 1e-6, (candidates[:-1] + candidates[1:]) / 2]
-        scores = [binary_metrics(truth, values >= t)[self.objective] for t in midpoints]
-        return float(midpoints[int(np.argmax(scores))])
 
     def _check_fitted(self, taxonomy: Taxonomy) -> None:
         if not hasattr(self, "thresholds_"):
@@ -124,7 +117,7 @@ class ZeroShotAnnotator:
         scales = np.array([self.scales_[n] for n in taxonomy.names])
         return 1.0 / (1.0 + np.exp(-(sims - thresholds) / scales))
 
-    def annotate(self, videos: Sequence[Video], taxonomy: Taxonomy) -> pd.DataFrame:
+    def annotate(self, videos: Sequence[Video], taxonomy: Taxonomy, run_id: str = "") -> pd.DataFrame:
         scores = self.predict_proba(videos, taxonomy)
         names = taxonomy.names
         ids = np.repeat([video.video_id for video in videos], len(names))
@@ -138,7 +131,7 @@ class ZeroShotAnnotator:
                 "evidence": "",
                 "source": self.source,
                 "model": self.encoder.name,
-                "run_id": "",
+                "run_id": run_id,
                 "prompt_version": self.version,
                 "taxonomy_version": taxonomy.version,
             }
@@ -149,13 +142,11 @@ class ZeroShotAnnotator:
         """Content hash of what defines this annotator's behaviour (prototypes + thresholds)."""
         return content_hash([self.encoder.name, self.positives, self.negatives, getattr(self, "thresholds_", None)])
 
-    # -- persistence -----------------------------------------------------------------
-    def save(self, directory: str | Path) -> Path:
+    # -- persistence -----------------------------------------------------------------------------
+    def state(self) -> dict:
         if not hasattr(self, "thresholds_"):
             raise NotFittedError("cannot save an unfitted ZeroShotAnnotator")
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        state = {
+        return {
             "encoder": self.encoder.name,
             "objective": self.objective,
             "negative_weight": self.negative_weight,
@@ -166,27 +157,32 @@ class ZeroShotAnnotator:
             "taxonomy_version": self.taxonomy_version_,
             "golden_version": self.golden_version_,
         }
-        atomic_write_text(directory / STATE_FILE, json.dumps(state, indent=2))
-        return directory
+
+    def save(self, artifact: Artifact, stamp: Stamp) -> None:
+        """Write the fitted annotator as ``artifact`` (a zero-shot or zero-shot-version artifact)."""
+        state = self.state()
+        stamp.lineage = {"model": self.encoder.name, "prompt_version": self.version,
+                         "taxonomy_version": self.taxonomy_version_, "golden_version": self.golden_version_,
+                         **(stamp.lineage or {})}
+        with artifact.replace(stamp) as staging:
+            (staging / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
 
     @classmethod
-    def load(cls, directory: str | Path, encoder: Encoder) -> "ZeroShotAnnotator":
-        file = Path(directory) / STATE_FILE
-        try:
-            state = json.loads(file.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise NotFittedError(f"{file}: no saved zero-shot annotator ({err})") from err
-        if state["encoder"] != encoder.name:
-            raise ConfigError(f"{file}: fitted with encoder {state['encoder']!r}, not {encoder.name!r}")
-        annotator = cls(
-            encoder,
-            objective=state["objective"],
-            positives=state["positives"],
-            negatives=state["negatives"],
-            negative_weight=state["negative_weight"],
-        )
-        annotator.thresholds_ = state["thresholds"]
-        annotator.scales_ = state["scales"]
-        annotator.taxonomy_version_ = state["taxonomy_version"]
-        annotator.golden_version_ = state["golden_version"]
+    def load(cls, artifact: Artifact, encoder: Encoder) -> "ZeroShotAnnotator":
+        artifact.complete_manifest()
+        state = artifact.read_json(STATE_FILE)
+        with artifact.reading(artifact.path / STATE_FILE):
+            if state["encoder"] != encoder.name:
+                raise ConfigError(f"fitted with encoder {state['encoder']!r}, not {encoder.name!r}")
+            annotator = cls(
+                encoder,
+                objective=state["objective"],
+                positives=state["positives"],
+                negatives=state["negatives"],
+                negative_weight=state["negative_weight"],
+            )
+            annotator.thresholds_ = dict(state["thresholds"])
+            annotator.scales_ = dict(state["scales"])
+            annotator.taxonomy_version_ = str(state["taxonomy_version"])
+            annotator.golden_version_ = str(state["golden_version"])
         return annotator

@@ -10,5 +10,6 @@ from . import llm  # noqa: F401
 from . import iterate  # noqa: F401
 from . import report  # noqa: F401
 from . import distill  # noqa: F401
+from . import pipeline  # noqa: F401
 
 __all__ = ["app", "main"]

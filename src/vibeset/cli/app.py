@@ -9,6 +9,7 @@ from typing import Any, NoReturn, Optional
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from ..errors import VibesetError
 from ..workspace import Workspace, load_workspace
@@ -28,9 +29,14 @@ WorkspaceOption = typer.Option(None, "--workspace", "-w", help="vibeset.toml or 
 JsonOption = typer.Option(False, "--json", help="Print one JSON object on stdout for machines.")
 
 
+def error_line(message: object) -> None:
+    """'error: MESSAGE' on stderr; the message is printed as is (no markup: it may quote user text)."""
+    console.print(Text("error: ", style="bold red") + Text(str(message)), highlight=False, soft_wrap=True)
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print a one-line error and exit non-zero."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    error_line(message)
     raise typer.Exit(code)
 
 
@@ -55,5 +61,5 @@ def main() -> None:
     try:
         app()
     except VibesetError as err:
-        console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        error_line(err)
         sys.exit(2)

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 from typing import Optional
 
+import pandas as pd
 import typer
 from rich.table import Table
 
+from ..annotators import evaluate_specs
+from ..artifacts import Stamp, artifacts_of
 from ..catalog import load_catalog
-from ..evaluation import evaluate_all
+from ..evaluation import write_metrics
 from ..golden import agreement_report, workspace_golden
-from ..iterate.guard import record_test_use, uses_of_test_split
-from ..iterate.versions import check_spec, labels
+from ..metrics import fmt
+from ..pipeline import run_stage
+from ..runs import recorded
 from ..workspace import CONFIG_NAME, TEMPLATE
 from .app import JsonOption, WorkspaceOption, app, console, fail, print_json, stdout, workspace
 
@@ -39,37 +41,34 @@ def init(
 
 @app.command()
 def golden(
-    survey: Optional[Path] = typer.Option(None, help="Survey-format judgements (default: the workspace's)."),
+    survey: Optional[Path] = typer.Option(None, help="Show the golden set of another survey-format file (nothing is written)."),
     ws_path: Optional[Path] = WorkspaceOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Build the golden set and report pairs, raters per pair, prevalence and Krippendorff's alpha."""
     ws = workspace(ws_path)
-    gold = workspace_golden(ws, survey)
-    report = agreement_report(gold)
+    if survey is not None:
+        gold = workspace_golden(ws, survey)
+        report = agreement_report(gold)
+        summary = {**gold.summary(), "version": gold.version}
+    else:
+        run_stage(ws, "golden")
+        artifact = artifacts_of(ws).get("golden")
+        report = artifact.read("agreement.parquet", pd.read_parquet)
+        summary = artifact.manifest().meta
     if as_json:
-        print_json({"golden": {**gold.summary(), "version": gold.version}, "attributes": report.to_dict("records")})
+        print_json({"golden": summary, "attributes": report.to_dict("records")})
         return
-    summary = gold.summary()
     table = Table(
-        title=f"golden set {gold.version}: {summary['pairs']:,} pairs, {summary['videos']:,} videos, "
+        title=f"golden set {summary['version']}: {summary['pairs']:,} pairs, {summary['videos']:,} videos, "
         f"{summary['judgements']:,} judgements, prevalence {summary['prevalence']:.2f} "
         f"({summary['skipped_videos']} judged videos not in the catalog)"
     )
     for column in report.columns:
         table.add_column(column, justify="right" if column != "attribute" else "left")
     for record in report.itertuples(index=False):
-        table.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in record])
+        table.add_row(*[fmt(v) for v in record])
     stdout.print(table)
-
-
-def _fmt(value: float | None, ci: list[float] | None = None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    text = f"{value:.3f}"
-    if ci and all(math.isfinite(x) for x in ci):
-        text += f" [{ci[0]:.2f},{ci[1]:.2f}]"
-    return text
 
 
 def print_report(report: dict, title: str, per_attribute: bool = True) -> None:
@@ -95,12 +94,12 @@ def print_report(report: dict, title: str, per_attribute: bool = True) -> None:
                     attribute.upper() if attribute in ("micro", "macro") else attribute,
                     name,
                     str(values["n"]),
-                    _fmt(values.get("prevalence")),
-                    _fmt(values["precision"]),
-                    _fmt(values["recall"]),
-                    _fmt(values["f1"], values["ci"]["f1"]),
-                    _fmt(values["mcc"], values["ci"]["mcc"]),
-                    _fmt(values.get("roc_auc"), values["ci"].get("roc_auc")),
+                    fmt(values.get("prevalence")),
+                    fmt(values["precision"]),
+                    fmt(values["recall"]),
+                    fmt(values["f1"], values["ci"]["f1"]),
+                    fmt(values["mcc"], values["ci"]["mcc"]),
+                    fmt(values.get("roc_auc"), values["ci"].get("roc_auc")),
                 )
             if attribute != "macro":
                 table.add_section()
@@ -115,42 +114,25 @@ def evaluate(
     ),
     survey: Optional[Path] = typer.Option(None, help="Survey-format judgements to evaluate on (default: the workspace's)."),
     catalog: Optional[Path] = typer.Option(None, help="Catalog file, read with the workspace's column mapping."),
-    split: str = typer.Option("all", help="Golden split to score: all, dev or test."),
-    out: Optional[Path] = typer.Option(None, help="Also write the JSON report here (e.g. out/metrics.json)."),
+    split: str = typer.Option("dev", help="Golden split to score: dev, test or all (test and all are recorded uses of test)."),
     bootstrap: int = typer.Option(500, help="Bootstrap replicates for the 95% CIs."),
     per_attribute: bool = typer.Option(True, help="Print per-attribute rows, not only micro/macro."),
     ws_path: Optional[Path] = WorkspaceOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Score annotators against a golden set built from survey judgements.
+    """Score annotators against a golden set built from survey judgements; writes the metrics artifact.
 
     Thresholds and anything learned come only from the workspace's golden dev split, never
     from --survey.
     """
-    if split not in ("all", "dev", "test"):
-        fail(f"--split must be all, dev or test, not {split!r}")
     ws = workspace(ws_path)
     if catalog is not None:
         ws.__dict__["catalog"] = load_catalog(catalog, ws.config.catalog.columns)
-    full = workspace_golden(ws, survey)
-    gold = full.split(None if split == "all" else split)
-    if gold.pairs.empty:
-        fail("the golden set is empty: no judged pair maps to a taxonomy attribute and a catalog video")
-    for name in annotator:
-        if name != "crowd":
-            check_spec(ws, name)  # a typo must not spend a look at the test split
-    if survey is None and split != "dev":
-        record_test_use(ws, full.version, f"vibeset evaluate --split {split}")
-    videos = list(ws.catalog.subset(sorted(gold.pairs["video_id"].unique())))
-    dev = full.split("dev") if survey is None else workspace_golden(ws).split("dev")
-    tables = {name: labels(ws, name, videos, dev).frame for name in annotator if name != "crowd"}
-    report = evaluate_all(gold, tables, crowd="crowd" in annotator, n_boot=bootstrap)
-    report["golden"]["split"] = split
-    report["golden"]["test_split_uses"] = uses_of_test_split(ws, full.version) if survey is None else None
-    report["taxonomy_version"] = ws.taxonomy.version
-    if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2))
+    with recorded(ws, "evaluate", {"annotators": annotator, "split": split, "survey": survey, "bootstrap": bootstrap}) as run:
+        report = evaluate_specs(ws, annotator, split=split, survey=survey, n_boot=bootstrap)
+        if survey is None and catalog is None:
+            write_metrics(report, artifacts_of(ws).get("metrics"), Stamp(run.run_id, stage="evaluate"))
+        run.metrics = {name: {k: block[k] for k in ("micro", "macro")} for name, block in report["annotators"].items()}
     if as_json:
         print_json(report)
     else:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import secrets
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -11,7 +10,12 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from ..iterate import analysis, compare, guard, promote, refine, registry, versions
+from .. import annotators, runs as registry
+from ..annotate import versions
+from ..artifacts import Stamp, artifacts_of
+from ..iterate import analysis, compare, promote, refine
+from ..metrics import fmt
+from ..runs import golden_split, uses_of_test_split
 from ..workspace import Workspace
 from .app import JsonOption, WorkspaceOption, app, console, fail, print_json, stdout, workspace
 
@@ -21,15 +25,6 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(iterate_app, name="iterate")
 
 AnnotatorHelp = "zero-shot, zero-shot@VERSION, champion, annotations:DIR or student."
-
-
-def _f(value: Any, ci: Any = None, digits: int = 3) -> str:
-    if not isinstance(value, (int, float)) or (isinstance(value, float) and not math.isfinite(value)):
-        return "-"
-    text = f"{value:.{digits}f}"
-    if ci and all(isinstance(x, (int, float)) and math.isfinite(x) for x in ci):
-        text += f" [{ci[0]:.3f}, {ci[1]:.3f}]"
-    return text
 
 
 # -- runs -------------------------------------------------------------------------------------------
@@ -46,14 +41,14 @@ def runs_list(
     if as_json:
         print_json([{**{k: v for k, v in run.to_dict().items() if k != "metrics"}, **run.headline()} for run in runs])
         return
-    table = Table(title=f"runs ({len(runs)} shown; golden test split used {guard.uses_of_test_split(ws)} time(s))")
+    table = Table(title=f"runs ({len(runs)} shown; golden test split used {uses_of_test_split(ws)} time(s))")
     for column in ("id", "created", "kind", "status", "taxonomy", "prompt/version", "model", "golden", "split", "macro F1", "cost $", "s", "note"):
         table.add_column(column, justify="right" if column in ("macro F1", "cost $", "s") else "left")
     for run in runs:
         d, lin = run.to_dict(), run.lineage
         table.add_row(run.run_id, d["created"], run.kind, run.status, lin.taxonomy_version, lin.prompt_version[:12], lin.model,
-                      lin.golden_version, lin.golden_split, _f(run.headline().get("macro_f1")),
-                      "?" if run.cost_usd is None else f"{run.cost_usd:.4f}", _f(run.duration_s, digits=1), run.note)
+                      lin.golden_version, lin.golden_split, fmt(run.headline().get("macro_f1")),
+                      "?" if run.cost_usd is None else f"{run.cost_usd:.4f}", fmt(run.duration_s, digits=1), run.note)
     stdout.print(table)
 
 
@@ -65,12 +60,11 @@ def runs_show(run_id: str, ws_path: Optional[Path] = WorkspaceOption, as_json: b
         print_json(run.to_dict())
         return
     d = run.to_dict()
-    for key in ("run_id", "kind", "created", "status", "cost_usd", "duration_s", "parent_id", "note"):
-        stdout.print(f"[bold]{key}[/]: {d[key]}", highlight=False)
-    for key in ("lineage", "config", "artifacts"):
-        stdout.print(f"[bold]{key}[/]: {d[key]}", highlight=False)
+    for key in ("run_id", "kind", "created", "status", "cost_usd", "duration_s", "parent_id", "command", "note",
+                "lineage", "config", "inputs", "outputs"):
+        stdout.print(f"{key}: {d[key]}", highlight=False, markup=False)
     headline = {k: v for k, v in run.metrics.items() if k != "per_attribute"}
-    stdout.print(f"[bold]metrics[/]: {headline}", highlight=False)
+    stdout.print(f"metrics: {headline}", highlight=False, markup=False)
 
 
 @runs_app.command("compare")
@@ -89,9 +83,9 @@ def runs_compare(a: str, b: str, ws_path: Optional[Path] = WorkspaceOption, as_j
         table.add_column(column, justify="left" if column == "metric" else "right")
     for block in ("macro", "micro"):
         for name, v in result["metrics"].get(block, {}).items():
-            table.add_row(f"{block} {name}", _f(v["a"]), _f(v["b"]), _f(v["delta"]))
+            table.add_row(f"{block} {name}", fmt(v["a"]), fmt(v["b"]), fmt(v["delta"]))
     for name, v in result["metrics"].get("per_attribute_f1", {}).items():
-        table.add_row(f"{name} F1", _f(v["a"]), _f(v["b"]), _f(v["delta"]))
+        table.add_row(f"{name} F1", fmt(v["a"]), fmt(v["b"]), fmt(v["delta"]))
     stdout.print(table)
 
 
@@ -118,37 +112,32 @@ def iterate_evaluate(
     annotator: str = typer.Option("zero-shot", "--annotator", "-a", help=AnnotatorHelp),
     prompt: Optional[str] = typer.Option(None, "--prompt", help="Taxonomy or zero-shot version to evaluate (same as zero-shot@VERSION)."),
     final: bool = typer.Option(False, "--final", help="Evaluate on the held-out golden TEST split (recorded; use sparingly)."),
-    out: Optional[Path] = typer.Option(None, help="Report directory (default: ARTIFACTS/iterate/reports/RUN_ID)."),
     bootstrap: int = typer.Option(500, help="Bootstrap replicates for the 95% CIs."),
     ws_path: Optional[Path] = WorkspaceOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Error analysis on the golden dev split (or test with --final): metrics with CIs, confusion, FPs and FNs."""
+    """Error analysis on the golden dev split (or test with --final): metrics with CIs, confusion, FPs and FNs.
+
+    The report is an analysis artifact (ARTIFACTS/iterate/reports/RUN_ID: analysis.json and analysis.md).
+    """
     ws = workspace(ws_path)
-    started = time.perf_counter()
-    spec = versions.check_spec(ws, _spec(annotator, prompt))
-    dev = guard.golden_split(ws, "dev")
-    golden = guard.golden_split(ws, _split(final), final=final, purpose=f"iterate evaluate {spec}") if final else dev
-    videos = _videos(ws, golden)
-    labels = versions.labels(ws, spec, videos, dev)
-    report = analysis.error_analysis(golden, labels.frame, {v.video_id: v for v in videos}, n_boot=bootstrap)
-    run_id = secrets.token_hex(4)
-    directory = out or ws.artifacts / "iterate" / "reports" / run_id
-    report["header"] = {
-        "run_id": run_id, "annotator": spec, "annotator_version": labels.version, "model": labels.model,
-        "taxonomy_version": labels.taxonomy_version, "golden_version": golden.version, "split": _split(final),
-        "test_uses": guard.uses_of_test_split(ws),
-    }
-    paths = analysis.write_report(report, directory)
-    run = registry.record_run(
-        ws, "evaluate",
-        lineage=registry.Lineage(labels.taxonomy_version, labels.version, labels.model, golden.version, _split(final)),
-        config={"annotator": spec, "final": final, "bootstrap": bootstrap},
-        metrics={k: report[k] for k in ("micro", "macro", "per_attribute", "coverage")},
-        duration_s=time.perf_counter() - started,
-        artifacts={k: str(v) for k, v in paths.items()},
-        run_id=run_id,
-    )
+    spec = annotators.check_spec(ws, _spec(annotator, prompt)).text
+    with registry.recorded(ws, "evaluate", {"annotator": spec, "final": final, "bootstrap": bootstrap}) as run:
+        dev = golden_split(ws, "dev")
+        golden = golden_split(ws, _split(final), final=final, purpose=f"iterate evaluate {spec}") if final else dev
+        videos = _videos(ws, golden)
+        labels = annotators.labels(ws, spec, videos, dev)
+        report = analysis.error_analysis(golden, labels.frame, {v.video_id: v for v in videos}, n_boot=bootstrap)
+        report["header"] = {
+            "run_id": run.run_id, "annotator": spec, "annotator_version": labels.version, "model": labels.model,
+            "taxonomy_version": labels.taxonomy_version, "golden_version": golden.version, "split": _split(final),
+            "test_uses": uses_of_test_split(ws),
+        }
+        artifact = artifacts_of(ws).get("analysis", run.run_id)
+        paths = analysis.write_report(report, artifact, Stamp(run.run_id, stage="iterate"))
+        run.lineage = registry.Lineage(labels.taxonomy_version, labels.version, labels.model, golden.version, _split(final))
+        run.metrics = {k: report[k] for k in ("micro", "macro", "per_attribute", "coverage")}
+        run.wrote("analysis", artifact)
     if as_json:
         print_json({"run_id": run.run_id, "header": report["header"], "report": {k: str(v) for k, v in paths.items()},
                     "micro": report["micro"], "macro": report["macro"],
@@ -160,12 +149,12 @@ def iterate_evaluate(
         table.add_column(column, justify="left" if column == "attribute" else "right")
     for block in report["attributes"]:
         m, c = block["metrics"], block["confusion"]
-        table.add_row(block["attribute"], str(m["n"]), _f(m["prevalence"], digits=2), _f(m["precision"]), _f(m["recall"]),
-                      _f(m["f1"], m["ci"]["f1"]), *(str(c[k]) for k in analysis.CONFUSION))
+        table.add_row(block["attribute"], str(m["n"]), fmt(m["prevalence"], digits=2), fmt(m["precision"]), fmt(m["recall"]),
+                      fmt(m["f1"], m["ci"]["f1"]), *(str(c[k]) for k in analysis.CONFUSION))
     table.add_section()
     for block in ("micro", "macro"):
         m = report[block]
-        table.add_row(block.upper(), str(m["n"]), "", _f(m["precision"]), _f(m["recall"]), _f(m["f1"], m["ci"]["f1"]))
+        table.add_row(block.upper(), str(m["n"]), "", fmt(m["precision"]), fmt(m["recall"]), fmt(m["f1"], m["ci"]["f1"]))
     stdout.print(table)
     console.print(f"run {run.run_id}: report {paths['markdown']}")
 
@@ -183,15 +172,15 @@ def iterate_compare(
     """Two versions on the same golden items: F1 deltas with paired bootstrap and McNemar, and the flips."""
     ws = workspace(ws_path)
     started = time.perf_counter()
-    versions.check_spec(ws, a), versions.check_spec(ws, b)
-    dev = guard.golden_split(ws, "dev")
-    golden = guard.golden_split(ws, "test", final=True, purpose=f"iterate compare {a} {b}") if final else dev
+    annotators.check_spec(ws, a), annotators.check_spec(ws, b)
+    dev = golden_split(ws, "dev")
+    golden = golden_split(ws, "test", final=True, purpose=f"iterate compare {a} {b}") if final else dev
     videos = _videos(ws, golden)
-    side_a, side_b = versions.labels(ws, a, videos, dev), versions.labels(ws, b, videos, dev)
+    side_a, side_b = annotators.labels(ws, a, videos, dev), annotators.labels(ws, b, videos, dev)
     result = compare.compare_versions(golden, side_a.frame, side_b.frame, {v.video_id: v for v in videos}, n_boot=bootstrap)
     result["a"] = {"spec": a, "version": side_a.version, "taxonomy_version": side_a.taxonomy_version, "model": side_a.model}
     result["b"] = {"spec": b, "version": side_b.version, "taxonomy_version": side_b.taxonomy_version, "model": side_b.model}
-    result["golden"] = {"version": golden.version, "split": _split(final), "test_uses": guard.uses_of_test_split(ws)}
+    result["golden"] = {"version": golden.version, "split": _split(final), "test_uses": uses_of_test_split(ws)}
     run = registry.record_run(
         ws, "compare",
         lineage=registry.Lineage(side_b.taxonomy_version, side_b.version, side_b.model, golden.version, _split(final)),
@@ -211,13 +200,13 @@ def iterate_compare(
     for name, v in [*rows, ("MICRO", result["micro"]), ("MACRO", result["macro"])]:
         if name == "MICRO":
             table.add_section()
-        table.add_row(name, str(v["n"]), _f(v["f1_a"]), _f(v["f1_b"]), _f(v["delta"], v["delta_ci"]),
-                      _f(v["p_bootstrap"]), str(v["only_a_right"]), str(v["only_b_right"]), _f(v["p_mcnemar"]))
+        table.add_row(name, str(v["n"]), fmt(v["f1_a"]), fmt(v["f1_b"]), fmt(v["delta"], v["delta_ci"]),
+                      fmt(v["p_bootstrap"]), str(v["only_a_right"]), str(v["only_b_right"]), fmt(v["p_mcnemar"]))
     stdout.print(table)
     for side in ("a", "b"):
         m = result[f"metrics_{side}"]
-        stdout.print(f"{side.upper()}: macro F1 {_f(m['macro']['f1'], m['macro']['ci']['f1'])}, "
-                     f"micro F1 {_f(m['micro']['f1'], m['micro']['ci']['f1'])}", highlight=False)
+        stdout.print(f"{side.upper()}: macro F1 {fmt(m['macro']['f1'], m['macro']['ci']['f1'])}, "
+                     f"micro F1 {fmt(m['micro']['f1'], m['micro']['ci']['f1'])}", highlight=False)
     counts = result["flip_counts"]
     stdout.print(f"{len(result['flips'])} labels flipped: {counts['fixed']} fixed, {counts['broke']} broke; "
                  f"golden test split used {result['golden']['test_uses']} time(s)", highlight=False)
@@ -277,7 +266,7 @@ def iterate_refine(
         else:
             console.print(f"rejected the proposal for {attribute[0]} (run {result['run_id']})")
         return
-    dev = guard.golden_split(ws, "dev")
+    dev = golden_split(ws, "dev")
     if backend == "offline":
         if not (annotator in ("zero-shot", "champion") or annotator.startswith("zero-shot@")):
             fail("offline refinement adds prototypes to a zero-shot annotator; --annotator must be zero-shot[@VERSION]")
@@ -285,7 +274,7 @@ def iterate_refine(
         if annotator == "champion":
             current = promote.champion(ws)
             spec = f"zero-shot@{current.version}" if current else "zero-shot"
-        base, taxonomy = versions.zero_shot_for(ws, spec, dev)
+        base, taxonomy = annotators.zero_shot_for(ws, annotators.parse_spec(spec), dev)
 
         def show(round_: refine.Round) -> None:
             console.print(f"round {round_.round}: dev macro F1 {round_.dev_macro_f1:.3f} -> version {round_.version} "
@@ -330,7 +319,7 @@ def iterate_refine(
                       f"Promote it with: vibeset iterate promote {result['best_version']}")
         return
     videos = _videos(ws, dev)
-    labels = versions.labels(ws, annotator, videos, dev)
+    labels = annotators.labels(ws, annotator, videos, dev)
     taxonomy = (versions.load_taxonomy_version(ws, labels.taxonomy_version)
                 if labels.taxonomy_version and "," not in labels.taxonomy_version else promote.champion_taxonomy(ws))
     record = refine.propose(ws, attribute[0], taxonomy, labels.frame, dev, make_backend(), config,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 from typing import Callable, List, Optional
@@ -10,16 +9,20 @@ from typing import Callable, List, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ..annotation import write_annotations
+from ..annotate.teacher import local_engine, teacher_slug, write_llm_labels, write_zero_shot_labels
+from ..annotators import zero_shot_for, parse_spec
+from ..artifacts import Artifact, Stamp, artifacts_of
 from ..catalog import Video, catalog_from_frame
-from ..llm import LLMConfig, RunSummary, estimate, run
+from ..golden import workspace_golden
+from ..llm import LLMConfig, RunSummary, estimate
 from ..llm.distributed import ENGINES, replicas, run_on_ray
-from ..llm.engine import new_run_id
+from ..runs import Lineage, recorded, taxonomy_in_use
 from ..tables import read_table
 from ..workspace import Workspace
 from .app import JsonOption, WorkspaceOption, app, console, fail, print_json, workspace
 
 SPLITS = ("golden-dev", "golden-test", "catalog")
+ENGINE_BACKENDS = ("openai", "gemini")
 
 
 def _videos(ws: Workspace, videos: Optional[Path], split: Optional[str]) -> list[Video]:
@@ -53,20 +56,17 @@ def _config(ws: Workspace, **overrides: object) -> LLMConfig:
     return config
 
 
-def _zero_shot(ws: Workspace, videos: list[Video], out: Path, dry_run: bool) -> dict:
+def _zero_shot(ws: Workspace, videos: list[Video], out: Artifact, replace: bool, dry_run: bool) -> dict:
     if dry_run:
         return {"backend": "zero-shot", "videos": len(videos), "calls": 0, "cost_usd": 0.0}
-    from ..annotators import load_or_fit_zero_shot
-
     started = time.time()
-    frame = load_or_fit_zero_shot(ws).annotate(videos, ws.taxonomy)
-    run_id = new_run_id()
-    frame["run_id"] = run_id
-    # one fixed part, replaced atomically: the labels are a pure function of the fitted model, so a
-    # re-run supersedes the last one instead of adding duplicate rows beside it
-    write_annotations(frame, out / "part-zero-shot.parquet")
-    return {"backend": "zero-shot", "run_id": run_id, "out_dir": str(out), "annotated": len(videos),
-            "rows": len(frame), "elapsed_s": time.time() - started}
+    dev = workspace_golden(ws).split("dev")
+    with recorded(ws, "annotate", {"backend": "zero-shot", "videos": len(videos), "out": str(out.path)}) as record:
+        annotator, taxonomy = zero_shot_for(ws, parse_spec("zero-shot"), dev)
+        summary = write_zero_shot_labels(annotator, videos, taxonomy, out, Stamp(record.run_id, stage="annotate"), replace=replace)
+        record.wrote("annotations", out)
+    return {"backend": "zero-shot", "run_id": record.run_id, "out_dir": str(out.path), **summary,
+            "elapsed_s": time.time() - started}
 
 
 def _progress() -> tuple[Progress, Callable[[RunSummary], None]]:
@@ -104,7 +104,8 @@ def annotate(
     base_url: Optional[List[str]] = typer.Option(None, "--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1; repeatable with --engine ray (replicas of one model, shards round-robin)."),
     videos: Optional[Path] = typer.Option(None, "--videos", help="Catalog-format CSV/JSONL/Parquet, or ids (.txt or a table with only the id column)."),
     split: Optional[str] = typer.Option(None, "--split", help="golden-dev, golden-test or catalog."),
-    out: Path = typer.Option(..., "--out", help="Output directory; re-running into it resumes the job."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default: ARTIFACTS/annotations/<backend-model>); re-running into it resumes the job."),
+    replace: bool = typer.Option(False, "--replace", help="zero-shot: relabel an --out that holds another version's labels."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Estimate calls, tokens and cost; call nothing."),
     concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Calls in flight (default: llm.concurrency in vibeset.toml, else 16)."),
     response_format: Optional[str] = typer.Option(None, "--response-format", help="json_schema (default), json_object or none."),
@@ -124,27 +125,34 @@ def annotate(
     OUT/failures/ and OUT/manifest.json. API keys come only from environment variables.
     """
     ws = workspace(ws_path)
+    if limit is not None and limit < 1:
+        fail(f"--limit must be a positive number of videos, got {limit}")
     chosen = _videos(ws, videos, split)[:limit]
+    if backend not in ("zero-shot", *ENGINE_BACKENDS):
+        fail(f"--backend must be zero-shot, openai or gemini, not {backend!r}")
+    if backend != "zero-shot" and not model:
+        fail(f"--model is required for --backend {backend}")
+    slug = teacher_slug(backend if backend == "zero-shot" else f"llm:{backend}:{model}")
+    target = artifacts_of(ws).at(out) if out else artifacts_of(ws).annotations(slug)
     if backend == "zero-shot":
-        result = _zero_shot(ws, chosen, out, dry_run)
+        result = _zero_shot(ws, chosen, target, replace, dry_run)
         if as_json:
             print_json(result)
         elif not dry_run:
             console.print(f"zero-shot labelled {result['annotated']:,} videos ({result['rows']:,} annotations) "
-                          f"in {result['elapsed_s']:.0f} s -> {out}", highlight=False)
+                          f"in {result['elapsed_s']:.0f} s -> {target.path}", highlight=False, markup=False)
         else:
-            console.print(f"zero-shot: {result['videos']:,} videos, no calls, no cost", highlight=False)
+            console.print(f"zero-shot: {result['videos']:,} videos, no calls, no cost", highlight=False, markup=False)
         return
-    if not model:
-        fail(f"--model is required for --backend {backend}")
     if engine not in ENGINES:
         fail(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     if engine == "local" and len(base_url or []) > 1:
         fail("several --base-url need --engine ray")
     config = _config(ws, concurrency=concurrency, response_format=response_format, samples=samples, frames=frames)
     llms = replicas([config.backend(backend, model, url) for url in base_url or [None]])
+    taxonomy = taxonomy_in_use(ws)
     if dry_run:
-        result = estimate(chosen, ws.taxonomy, llms[0], config, out).to_dict()
+        result = estimate(chosen, taxonomy, llms[0], config, target.path).to_dict()
         if as_json:
             print_json(result)
         else:
@@ -156,13 +164,20 @@ def annotate(
             )
         return
     progress, update = _progress()
+    if engine == "ray":
+        def execute(directory: Path, run_id: str) -> RunSummary:
+            return run_on_ray(chosen, taxonomy, llms, config, directory, shards=shards, workers=workers,
+                              num_cpus=ray_cpus, run_id=run_id, progress=update)
+    else:
+        execute = local_engine(chosen, taxonomy, llms[0], config, progress=update)
+    out = target.path
     try:
-        with progress:
-            if engine == "ray":
-                summary = run_on_ray(chosen, ws.taxonomy, llms, config, out, shards=shards, workers=workers,
-                                     num_cpus=ray_cpus, progress=update)
-            else:
-                summary = asyncio.run(run(chosen, ws.taxonomy, llms[0], config, out, progress=update))
+        with progress, recorded(ws, "annotate", {"backend": backend, "model": model, "engine": engine,
+                                                 "videos": len(chosen), "out": str(out)}) as record:
+            summary = write_llm_labels(taxonomy, llms[0].model, target, Stamp(record.run_id, stage="annotate"), execute)
+            record.wrote("annotations", target)
+            record.cost_usd = summary.cost_usd
+            record.lineage = Lineage(taxonomy.version, summary.prompt_version, summary.model)
     except KeyboardInterrupt:
         fail(f"interrupted; finished videos are saved in {out}; re-run the same command to resume", code=130)
     result = summary.to_dict()
@@ -171,7 +186,8 @@ def annotate(
     else:
         cost = "-" if summary.cost_usd is None else f"${summary.cost_usd:.4f}"
         console.print(
-            f"[bold]{summary.annotated}[/] annotated, {summary.skipped} already done, [bold]{summary.failed}[/] failed "
+            f"{summary.annotated} annotated, {summary.skipped} already done, {summary.failed} failed "
             f"(see {out}/failures), {summary.calls} calls, {summary.cache_hits} cache hits, {summary.retries} retries, "
-            f"{summary.input_tokens + summary.output_tokens:,} tokens, cost {cost}, {summary.elapsed_s:.1f} s -> {out}"
+            f"{summary.input_tokens + summary.output_tokens:,} tokens, cost {cost}, {summary.elapsed_s:.1f} s -> {out}",
+            highlight=False, markup=False,
         )

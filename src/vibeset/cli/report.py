@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from ..pipeline import run_stage
 from .app import JsonOption, WorkspaceOption, app, console, print_json, workspace
 
 
@@ -15,39 +16,29 @@ def report(
     runs: Optional[list[str]] = typer.Argument(
         None, help="Runs to show: registry run ids, or annotation job directories (also evaluated). Default: all."
     ),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="HTML file to write (default: ARTIFACTS/report.html)."),
-    metrics: Optional[Path] = typer.Option(
-        None, help="Evaluation JSON from 'vibeset evaluate --out' (default: ARTIFACTS/metrics.json when it exists)."
-    ),
-    bootstrap: int = typer.Option(500, help="Bootstrap replicates for annotators the metrics file lacks."),
+    metrics: Optional[Path] = typer.Option(None, help="An evaluation JSON (default: the workspace's metrics artifact)."),
+    bootstrap: int = typer.Option(500, help="Bootstrap replicates for annotators the metrics lack."),
     ws_path: Optional[Path] = WorkspaceOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Write the HTML report: F1/MCC with CIs, precision-recall curves, rater agreement, run cost and
-    throughput, and prompt versions, student vs teacher and retrieval when those stages have run."""
-    from ..report import write_report
-
+    """Write the HTML report (ARTIFACTS/report/report.html): F1/MCC with CIs, precision-recall curves, rater
+    agreement, run cost and throughput, prompt versions, student vs teacher and retrieval when those stages ran."""
     ws = workspace(ws_path)
-    target = out or ws.artifacts / "report.html"
-    with console.status("building the report") as status:
-        path, sections = write_report(
-            ws,
-            target,
-            runs or [],
-            metrics=metrics or ws.artifacts / "metrics.json",
-            n_boot=bootstrap,
-            progress=lambda message: status.update(f"report: {message}"),
-        )
+    options = {"runs": list(runs or []), "n_boot": bootstrap, **({"metrics": metrics} if metrics else {})}
+    outcome, ctx = run_stage(ws, "report", options=options)
+    sections = ctx.results["sections"]
+    path = ctx.artifacts.get("report").path / "report.html"
     summary = {
         "out": str(path),
         "bytes": path.stat().st_size,
         "sections": [s.id for s in sections],
         "figures": sum(len(s.figures) for s in sections),
         "missing": {s.id: s.missing for s in sections if s.missing},
+        "run_id": outcome.run_id,
     }
     if as_json:
         print_json(summary)
         return
-    console.print(f"wrote {path} ({summary['bytes'] / 1024:.0f} KiB, {summary['figures']} figures)", highlight=False)
+    console.print(f"wrote {path} ({summary['bytes'] / 1024:.0f} KiB, {summary['figures']} figures)", highlight=False, markup=False)
     for section, reason in summary["missing"].items():
-        console.print(f"  {section}: {reason}", highlight=False, soft_wrap=True)
+        console.print(f"  {section}: {reason}", highlight=False, soft_wrap=True, markup=False)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import os
 from pathlib import Path
 from typing import Optional
@@ -11,7 +9,8 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from ..progress import progress_bar
+from ..artifacts import artifacts_of
+from ..pipeline import run_stage
 from .app import JsonOption, WorkspaceOption, app, console, fail, print_json, workspace
 from .bench import bench_app
 
@@ -21,39 +20,37 @@ app.add_typer(index_app, name="index")
 
 @index_app.command("build")
 def index_build(
-    annotations: Optional[Path] = typer.Option(None, "--annotations", help="annotations directory (default: out/annotations/student, else zero-shot)"),
-    factors: int = typer.Option(64, help="CF embedding dimension"),
-    keep: int = typer.Option(3, help="index versions to keep"),
+    annotations: Optional[Path] = typer.Option(None, "--annotations", help="Annotations directory (default: the student's labels)."),
+    keep: int = typer.Option(3, help="Index versions to keep."),
     workspace_path: Optional[Path] = WorkspaceOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Fit CF embeddings on all interactions, index the labels, and swap the new version in atomically."""
-    from ..retrieval.build import build_workspace_index, index_root
-    from ..retrieval.collaborative import CollaborativeModel
-
+    """Index the labels over the collaborative factors and swap the new version in atomically."""
     ws = workspace(workspace_path)
-    with progress_bar(len(ws.catalog), "encoding catalog") as advance:
-        index = build_workspace_index(ws, annotations, model=CollaborativeModel(factors=factors), progress=advance)
-    path = index.save(index_root(ws), keep=keep)
+    options = {"keep": keep, **({"labels": artifacts_of(ws).at(annotations)} if annotations else {})}
+    outcome, ctx = run_stage(ws, "index", options=options)
+    index = ctx.results["index"]
     postings = {name: int(index.post_offsets[a + 1] - index.post_offsets[a]) for a, name in enumerate(index.attributes)}
     summary = {
         "version": index.version,
-        "path": str(path),
+        "path": str(artifacts_of(ws).get("index").path / "versions" / index.version),
         "items": len(index),
         "users": len(index.user_ids),
         "annotations": index.manifest["annotations"],
         "cold_items": index.manifest["collaborative"]["cold_items"],
+        "lineage": index.manifest.get("lineage", {}),
         "postings": postings,
+        "run_id": outcome.run_id,
     }
     if as_json:
         print_json(summary)
         return
     console.print(
-        f"index [bold]{index.version}[/] -> {path}: {len(index)} videos, {len(index.user_ids)} users, "
+        f"index {index.version} -> {summary['path']}: {len(index)} videos, {len(index.user_ids)} users, "
         f"{summary['cold_items']} cold-start videos, labels from {summary['annotations']}",
-        highlight=False,
+        highlight=False, markup=False,
     )
-    console.print("videos per attribute: " + ", ".join(f"{k} {v}" for k, v in postings.items()), highlight=False)
+    console.print("videos per attribute: " + ", ".join(f"{k} {v}" for k, v in postings.items()), highlight=False, markup=False)
 
 
 @app.command()
@@ -108,10 +105,8 @@ def eval_retrieval(
 ) -> None:
     """Offline evaluation on a temporal split: restricted vs unrestricted vs popularity, plus an A/B replay.
 
-    The report is also written to ARTIFACTS/retrieval/evaluation.json (read by 'vibeset report').
+    The report is the retrieval-evaluation artifact (read by 'vibeset report').
     """
-    from ..retrieval.evaluation import evaluate_workspace
-
     versions = None
     if ab:
         parts = [p.strip() for p in ab.split(",")]
@@ -119,9 +114,9 @@ def eval_retrieval(
             fail(f"--ab expects two versions 'A,B', got {ab!r}")
         versions = (parts[0], parts[1])
     ws = workspace(workspace_path)
-    with progress_bar(None, "replaying held-out positives") as advance:
-        report = evaluate_workspace(ws, k=k, test_fraction=test_fraction, versions=versions, n_boot=boot, progress=advance)
-    ws.artifact("retrieval", "evaluation.json").write_text(json.dumps(report, indent=2, default=str))
+    options = {"k": k, "test_fraction": test_fraction, "n_boot": boot, **({"versions": versions} if versions else {})}
+    _, ctx = run_stage(ws, "eval-retrieval", options=options)
+    report = ctx.results["report"]
     if as_json:
         print_json(report)
         return
@@ -172,12 +167,11 @@ def recommend(
 ) -> None:
     """Personalized restricted recommendations from the workspace's current index."""
     from ..encoder import workspace_encoder
-    from ..retrieval.build import index_root
     from ..retrieval.index import load_index
     from ..retrieval.recommender import Recommender
 
     ws = workspace(workspace_path)
-    recommender = Recommender(load_index(index_root(ws)), encoder_factory=lambda: workspace_encoder(ws))
+    recommender = Recommender(load_index(artifacts_of(ws).get("index").path), encoder_factory=lambda: workspace_encoder(ws))
     if examples:
         queries = [(u, EXAMPLE_INTENTS[i % len(EXAMPLE_INTENTS)]) for i, u in enumerate(_example_users(recommender, examples))]
     elif user is None:
@@ -192,12 +186,13 @@ def recommend(
         got = answer["intent"]
         how = got.get("query") or got.get("explanation") or ", ".join(got["attributes"])
         console.print(
-            f"\n[bold]user {answer['user']}[/] - {got['source']} intent: {how} -> "
+            f"\nuser {answer['user']} - {got['source']} intent: {how} -> "
             f"attributes {got['attributes'] or 'none'}, excluded {got['excluded'] or 'none'}",
-            highlight=False,
+            highlight=False, markup=False,
         )
         for rank, item in enumerate(answer["items"], 1):
-            console.print(f"  {rank}. {item['title']}  [dim]({', '.join(item['attributes'])}; score {item['score']:.3f})[/]", highlight=False)
+            console.print(f"  {rank}. {item['title']}  ({', '.join(item['attributes'])}; score {item['score']:.3f})",
+                          highlight=False, markup=False)
 
 
 @bench_app.command("retrieval")

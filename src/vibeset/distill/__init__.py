@@ -1,18 +1,9 @@
-"""Distillation: the Silver Set, the student (features, MLP, ONNX, calibration), the router, bulk labelling."""
+"""Distillation: the student's features, the MLP exported to ONNX, calibration on golden dev, the router.
+
+``vibeset.distill.distillation.run_distillation`` trains one (imported on demand: it needs torch).
+"""
 
 from .features import FeatureSpace, build_feature_space, parse_groups
-from .silver import build_silver, load_silver, sample_catalog, silver_dir
-from .student import Student, load_student, student_dir
+from .student import Student, load_student
 
-__all__ = [
-    "FeatureSpace",
-    "Student",
-    "build_feature_space",
-    "build_silver",
-    "load_silver",
-    "load_student",
-    "parse_groups",
-    "sample_catalog",
-    "silver_dir",
-    "student_dir",
-]
+__all__ = ["FeatureSpace", "Student", "build_feature_space", "load_student", "parse_groups"]

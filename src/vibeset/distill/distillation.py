@@ -8,32 +8,35 @@ and the teacher-student router's trade-off.
 
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
-from ..annotators import resolve
-from ..encoder import workspace_encoder
+from ..annotate.silver import load_silver
+from ..annotation import read_annotations
+from ..artifacts import Artifact, Stamp
 from ..errors import DataError
 from ..evaluation import evaluate_all
-from ..golden import workspace_golden
 from ..hashing import content_hash
+from ..progress import status
+from ..retrieval.collaborative import load_collaborative
+from ..golden import workspace_golden
+from ..runs import golden_split, taxonomy_in_use
+from ..shards import read_embeddings
 from ..workspace import Workspace
 from . import mlp
-from .features import FeatureSpace, build_feature_space, parse_groups, write_catalog_features, write_catalog_shards
+from .features import FeatureSpace, build_feature_space, parse_groups
 from .router import router_report
-from .silver import load_silver
-from .student import Calibration, Student, calibrate, save_student, student_dir
+from .student import Calibration, Student, calibrate, save_student
 
 ABLATION = (("text",), ("text", "tags"), ("text", "cf"), ("text", "tags", "cf"))
-
-Progress = Callable[[str], None]
 
 
 @dataclass
@@ -157,8 +160,13 @@ def _summary(report: dict, name: str) -> dict[str, float]:
 
 def run_distillation(
     workspace: Workspace,
-    silver_path: str | Path,
     *,
+    silver: Artifact,
+    shards: Artifact,
+    out: Artifact,
+    stamp: Stamp,
+    collaborative: Artifact | None = None,
+    teacher: Artifact | None = None,
     groups: Sequence[str] = ("text", "tags", "cf"),
     objective: str = "mcc",
     ablation: bool = True,
@@ -166,98 +174,94 @@ def run_distillation(
     frames: str | Path | None = None,
     config: mlp.TrainConfig | None = None,
     n_boot: int = 500,
-    out: str | Path | None = None,
-    progress: Progress | None = None,
 ) -> dict:
-    """Train the workspace's student from a silver directory; returns the evaluation report."""
-    say = progress or (lambda message: None)
+    """Train the student from the silver artifact over the catalog shards; write the student artifact.
+
+    With ``ablation`` or ``router``, students and the router are scored on the golden test split
+    (a recorded use of it) against ``teacher``'s labels.
+    """
     config = config or mlp.TrainConfig()
     groups = parse_groups(groups)
-    taxonomy, catalog = workspace.taxonomy, workspace.catalog
+    taxonomy = taxonomy_in_use(workspace)
     attributes = taxonomy.names
-    silver, manifest = load_silver(silver_path)
-    teacher = manifest["teacher"]
+    silver_frame, silver_meta = load_silver(silver)
+    ids, text, tags = read_embeddings(shards)
+    encoder = shards.manifest().meta["encoder"]
     golden = workspace_golden(workspace)
-    dev, test = golden.split("dev"), golden.split("test")
-
-    say("encoding the catalog (cached)")
-    encoder = workspace_encoder(workspace)
-    text = encoder.encode(catalog.texts())
+    dev = golden.split("dev")
     needed = sorted(set(groups) | ({"tags", "cf"} if ablation else set()), key=["text", "tags", "cf", "frames"].index)
-    say(f"feature space: {', '.join(needed)}")
-    space = build_feature_space(workspace, needed, text_dim=encoder.dim, encoder_name=encoder.name, frames=frames)
-    blocks = space.blocks(catalog.ids, text, list(catalog.frame["tags"]))
-    write_catalog_features(workspace.artifacts / "features", catalog, blocks)
-    space.save(workspace.artifacts / "features")
-    write_catalog_shards(workspace.artifacts / "shards", catalog, text)
-
-    targets = silver_targets(silver, attributes, catalog.ids)
+    cf_model = load_collaborative(collaborative) if collaborative is not None and "cf" in needed else None
+    space = build_feature_space(needed, text_dim=text.shape[1], encoder_name=encoder,
+                                tag_vocabulary=sorted({t for row in tags for t in row}), collaborative=cf_model, frames=frames)
+    blocks = space.blocks(ids, text, tags)
+    targets = silver_targets(silver_frame, attributes, ids)
     variants = [tuple(v) for v in ABLATION if set(v) <= set(needed)] if ablation else []
     if groups not in variants:
         variants.append(groups)
     fitted: dict[tuple[str, ...], Fitted] = {}
     for variant in variants:
-        say(f"training student on {'+'.join(variant)} ({len(targets.rows)} silver videos)")
-        fitted[variant] = fit_one(space, blocks, targets, attributes, dev, catalog.ids, variant, objective, config)
-
-    test_ids = sorted(set(test.pairs["video_id"]) & set(catalog.ids))
-    golden_ids = sorted(set(golden.pairs["video_id"]) & set(catalog.ids))
-    position = {v: i for i, v in enumerate(catalog.ids)}
-    say(f"teacher {teacher} on golden videos")
-    teacher_frame = resolve(teacher, workspace, list(catalog.subset(golden_ids)))
+        with status(f"training the student on {'+'.join(variant)} ({len(targets.rows)} silver videos)"):
+            fitted[variant] = fit_one(space, blocks, targets, attributes, dev, ids, variant, objective, config)
     main = fitted[groups]
-    test_rows = np.array([position[v] for v in test_ids])
-    report = evaluate_all(
-        test, {"teacher": teacher_frame[teacher_frame["video_id"].isin(test_ids)], "student": frame_of(main, catalog.ids, test_rows)},
-        crowd=True, n_boot=n_boot,
-    )
-    report["golden"]["split"] = "test"
-    report["taxonomy_version"] = taxonomy.version
-    teacher_auc = report["annotators"]["teacher"]["micro"].get("roc_auc")
-    report["agreement"] = agreement(main, targets)
-    report["ablation"] = []
-    for variant, fit in fitted.items():
-        scored = evaluate_all(test, {"s": frame_of(fit, catalog.ids, test_rows)}, crowd=False, n_boot=n_boot)
-        summary = _summary(scored, "s")
-        report["ablation"].append(
-            {
-                "groups": "+".join(variant),
-                **summary,
-                "delta_micro_auc_vs_teacher": summary["micro_roc_auc"] - teacher_auc if teacher_auc is not None else None,
-                **{f"teacher_{k}": v for k, v in agreement(fit, targets).items() if k != "heldout_videos"},
-                "epochs": fit.train.best_epoch,
-            }
-        )
-    if router:
-        golden_rows = np.array([position[v] for v in golden_ids])
-        thresholds = dict(zip(attributes, main.student.calibration.thresholds.tolist()))
-        report["router"] = router_report(golden, frame_of(main, catalog.ids, golden_rows), teacher_frame, thresholds)
-
-    say("saving the student")
+    report: dict = {"agreement": agreement(main, targets), "ablation": [], "router": []}
+    if ablation or router:
+        report.update(_test_report(workspace, fitted, main, targets, teacher, ids, attributes, ablation, router, n_boot))
+    teacher_lineage = silver.lineage().get("inputs", {}).get("teacher", {})
     lineage = {
-        "teacher": teacher,
-        "silver": str(Path(silver_path)),
-        "silver_sample_version": manifest.get("sample_version"),
-        "silver_videos": int(len(targets.rows)),
+        "teacher": silver_meta.get("teacher", teacher_lineage.get("name", "")),
+        "prompt_version": teacher_lineage.get("prompt_version", ""),
+        "teacher_model": teacher_lineage.get("model", ""),
+        "taxonomy_version": taxonomy.version,
         "golden_version": golden.version,
         "calibrated_on": "golden dev",
+        "silver_videos": int(len(targets.rows)),
         "feature_groups": list(groups),
         "features": space.lineage,
         "train": {**config.to_dict(), "best_epoch": main.train.best_epoch, "epochs": main.train.epochs},
         "onnx_parity_max_abs": main.parity,
     }
-    metrics = {
-        "agreement": report["agreement"],
-        "test": _summary(report, "student"),
-        "teacher_test": _summary(report, "teacher"),
-    }
-    target = Path(out) if out else student_dir(workspace)
-    save_student(
-        target, onnx_file=main.onnx_file, space=FeatureSpace(**{**space.__dict__, "groups": groups}),
-        attributes=attributes, calibration=main.student.calibration, taxonomy_version=taxonomy.version,
-        lineage=lineage, metrics=metrics,
-    )
-    report["student"] = {"directory": str(target), "version": Student(target).version, "lineage": lineage}
+    with out.replace(stamp) as staging:
+        version = save_student(
+            staging, onnx_file=main.onnx_file, space=FeatureSpace(**{**space.__dict__, "groups": groups}),
+            attributes=attributes, calibration=main.student.calibration, taxonomy_version=taxonomy.version,
+            lineage=lineage, metrics={"agreement": report["agreement"]},
+        )
+        report["student"] = {"directory": str(out.path), "version": version, "lineage": lineage}
+        (staging / "report.json").write_text(json.dumps(report, indent=2, default=float), encoding="utf-8")
+        stamp.lineage = {"student_version": version, **lineage}
+        stamp.meta = {"version": version, "agreement": report["agreement"]}
     for fit in fitted.values():
         fit.workdir.cleanup()
+    return report
+
+
+def _test_report(workspace, fitted, main, targets, teacher, ids, attributes, ablation, router, n_boot) -> dict:
+    """Teacher vs student vs crowd, the feature ablation and the router, on golden test (recorded)."""
+    test = golden_split(workspace, "test", final=True, purpose="distill: ablation and router")
+    position = {v: i for i, v in enumerate(ids)}
+    test_ids = sorted(set(test.pairs["video_id"]) & set(position))
+    test_rows = np.array([position[v] for v in test_ids])
+    teacher_frame = read_annotations(teacher) if teacher is not None else None
+    tables = {"student": frame_of(main, ids, test_rows)}
+    if teacher_frame is not None:
+        tables["teacher"] = teacher_frame[teacher_frame["video_id"].isin(test_ids)]
+    report = evaluate_all(test, tables, crowd=True, n_boot=n_boot)
+    report["golden"]["split"] = "test"
+    teacher_auc = report["annotators"].get("teacher", {}).get("micro", {}).get("roc_auc")
+    rows = []
+    for variant, fit in fitted.items() if ablation else ():
+        summary = _summary(evaluate_all(test, {"s": frame_of(fit, ids, test_rows)}, crowd=False, n_boot=n_boot), "s")
+        rows.append({
+            "groups": "+".join(variant), **summary,
+            "delta_micro_auc_vs_teacher": summary["micro_roc_auc"] - teacher_auc if teacher_auc is not None else None,
+            **{f"teacher_{k}": v for k, v in agreement(fit, targets).items() if k != "heldout_videos"},
+            "epochs": fit.train.best_epoch,
+        })
+    report["ablation"] = rows
+    if router and teacher_frame is not None:
+        golden = workspace_golden(workspace)
+        golden_ids = sorted(set(golden.pairs["video_id"]) & set(position))
+        golden_rows = np.array([position[v] for v in golden_ids])
+        thresholds = dict(zip(attributes, main.student.calibration.thresholds.tolist()))
+        report["router"] = router_report(golden, frame_of(main, ids, golden_rows), teacher_frame, thresholds)
     return report

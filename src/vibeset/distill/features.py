@@ -21,12 +21,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import ConfigError, DataError
-from ..files import atomic_write_table
+from ..shards import embedding_array
 
 if TYPE_CHECKING:
-    from ..catalog import Catalog
-    from ..encoder import Encoder
-    from ..workspace import Workspace
+    from ..retrieval.collaborative import CollaborativeModel
 
 GROUPS = ("text", "tags", "cf", "frames")
 DEFAULT_GROUPS = ("text", "tags", "cf")
@@ -46,7 +44,8 @@ def parse_groups(spec: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(g for g in GROUPS if g in names)
 
 
-def _lookup_table(path: Path) -> tuple[pd.Index, np.ndarray]:
+def lookup_table(path: Path) -> tuple[pd.Index, np.ndarray]:
+    """A video_id + embedding Parquet table as (ids, matrix)."""
     table = pq.read_table(path)
     ids = pd.Index(table.column("video_id").to_pylist())
     vectors = table.column("embedding").combine_chunks()
@@ -55,7 +54,7 @@ def _lookup_table(path: Path) -> tuple[pd.Index, np.ndarray]:
     return ids, flat.reshape(len(ids), width or (len(flat) // max(len(ids), 1)))
 
 
-def write_lookup_table(path: Path, ids: Sequence[str], vectors: np.ndarray) -> Path:
+def writelookup_table(path: Path, ids: Sequence[str], vectors: np.ndarray) -> Path:
     """video_id + fixed-size float32 embedding, the layout lookups and stored embeddings share."""
     path.parent.mkdir(parents=True, exist_ok=True)
     table = pa.table({"video_id": pa.array([str(i) for i in ids], pa.string()), "embedding": embedding_array(vectors)})
@@ -155,19 +154,14 @@ class FeatureSpace:
             out["frames"] = self.frames_block(ids)
         return out
 
-    def catalog_blocks(self, catalog: Catalog, encoder: Encoder) -> dict[str, np.ndarray]:
-        """Blocks for every catalog video, in catalog order (text through the cached encoder)."""
-        text = encoder.encode(catalog.texts())
-        return self.blocks(catalog.ids, text, list(catalog.frame["tags"]))
-
     # -- persistence ----------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         if "cf" in self.groups:
-            write_lookup_table(directory / "cf_items.parquet", list(self.cf_ids), self.cf_factors)
+            writelookup_table(directory / "cf_items.parquet", list(self.cf_ids), self.cf_factors)
         if "frames" in self.groups:
-            write_lookup_table(directory / "frame_items.parquet", list(self.frame_ids), self.frame_vectors)
+            writelookup_table(directory / "frame_items.parquet", list(self.frame_ids), self.frame_vectors)
         manifest = {
             "groups": list(self.groups),
             "widths": self.widths(),
@@ -194,76 +188,40 @@ class FeatureSpace:
             lineage=manifest.get("lineage", {}),
         )
         if "cf" in space.groups:
-            space.cf_ids, space.cf_factors = _lookup_table(directory / "cf_items.parquet")
+            space.cf_ids, space.cf_factors = lookup_table(directory / "cf_items.parquet")
         if "frames" in space.groups:
-            space.frame_ids, space.frame_vectors = _lookup_table(directory / "frame_items.parquet")
+            space.frame_ids, space.frame_vectors = lookup_table(directory / "frame_items.parquet")
         return space
 
 
 def build_feature_space(
-    workspace: Workspace,
-    groups: Sequence[str] = DEFAULT_GROUPS,
+    groups: Sequence[str],
     *,
-    text_dim: int = 384,
-    encoder_name: str = "all-MiniLM-L6-v2-int8",
-    cf_factors: int = 32,
+    text_dim: int,
+    encoder_name: str,
+    tag_vocabulary: Sequence[str] = (),
+    collaborative: CollaborativeModel | None = None,
     frames: str | Path | None = None,
-    seed: int = 0,
 ) -> FeatureSpace:
-    """Fit what the groups need on the workspace: tag vocabulary, ALS item factors, frame table.
+    """What the groups need: the tag vocabulary, the warm items' collaborative factors, the frame table.
 
-    CF reuses the retrieval stage's ``CollaborativeModel`` without content projection, so
-    unrated videos get zeros and ``has_cf = 0`` instead of a guess made from their text.
+    Cold (unrated) videos get zeros and ``has_cf = 0`` instead of the text projection the
+    retrieval index gives them: the student should not learn from a guess made from its own input.
     """
     groups = parse_groups(groups)
-    catalog = workspace.catalog
     space = FeatureSpace(groups=groups, text_dim=text_dim, encoder=encoder_name)
     if "tags" in groups:
-        space.tag_vocabulary = catalog.tag_vocabulary()
+        space.tag_vocabulary = sorted(tag_vocabulary)
     if "cf" in groups:
-        from ..retrieval.collaborative import CollaborativeModel
-        from ..retrieval.interactions import workspace_interactions
-
-        model = CollaborativeModel(factors=cf_factors, seed=seed).fit(workspace_interactions(workspace), catalog.ids)
-        warm = ~model.cold_
-        space.cf_ids = pd.Index(np.asarray(model.item_ids_)[warm])
-        space.cf_factors = model.item_factors_[warm]
-        space.lineage["cf"] = {**model.params(), "warm_items": int(warm.sum()), "items": len(catalog)}
+        if collaborative is None:
+            raise ConfigError("feature group 'cf' needs the collaborative model ('vibeset cf')")
+        warm = ~collaborative.cold_
+        space.cf_ids = pd.Index(np.asarray(collaborative.item_ids_)[warm])
+        space.cf_factors = collaborative.item_factors_[warm]
+        space.lineage["cf"] = {**collaborative.params(), "warm_items": int(warm.sum()), "items": len(warm)}
     if "frames" in groups:
         if frames is None:
             raise ConfigError("feature group 'frames' needs --frames: a Parquet of video_id + embedding from an image encoder")
-        space.frame_ids, space.frame_vectors = _lookup_table(Path(frames))
+        space.frame_ids, space.frame_vectors = lookup_table(Path(frames))
         space.lineage["frames"] = str(frames)
     return space
-
-
-def write_catalog_features(directory: str | Path, catalog: Catalog, blocks: dict[str, np.ndarray]) -> Path:
-    """Save catalog blocks as ``<group>.npy`` keyed by ``video_ids.parquet`` (row order), with the manifest."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table({"video_id": pa.array(catalog.ids, pa.string())}), directory / "video_ids.parquet")
-    for group, block in blocks.items():
-        np.save(directory / f"{group}.npy", block, allow_pickle=False)
-    return directory
-
-
-def write_catalog_shards(
-    directory: str | Path, catalog: Catalog, text: np.ndarray, *, rows_per_shard: int = 2500
-) -> list[Path]:
-    """The catalog as Parquet shards (video_id, tags, embedding): the input ``vibeset label`` reads."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for number, start in enumerate(range(0, len(catalog), rows_per_shard)):
-        frame = catalog.frame.iloc[start : start + rows_per_shard]
-        table = pa.table(
-            {
-                "video_id": pa.array(list(frame["video_id"]), pa.string()),
-                "tags": pa.array([list(t) for t in frame["tags"]], pa.list_(pa.string())),
-                "embedding": embedding_array(text[start : start + rows_per_shard]),
-            }
-        )
-        path = directory / f"catalog-{number:05d}.parquet"
-        atomic_write_table(table, path)
-        paths.append(path)
-    return paths

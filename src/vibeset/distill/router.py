@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ..calibration import logit, platt, sigmoid
 from ..golden import GoldenSet
 from ..metrics import evaluate_pairs
 
@@ -22,25 +23,15 @@ BUDGETS = (0.05, 0.1, 0.2, 0.4)
 
 def _platt(frame: pd.DataFrame, golden_dev: GoldenSet) -> dict[str, tuple[float, float]]:
     """Per attribute (a, b) so that sigmoid(a * logit(score) + b) is calibrated on dev."""
-    from sklearn.linear_model import LogisticRegression
-
     joined = golden_dev.pairs.merge(frame[["video_id", "attribute", "score"]], on=["video_id", "attribute"])
-    params = {}
-    for attribute, rows in joined.groupby("attribute"):
-        if rows["label"].nunique() < 2:
-            continue
-        p = rows["score"].clip(1e-6, 1 - 1e-6).to_numpy(float)
-        model = LogisticRegression(C=1.0).fit(np.log(p / (1 - p))[:, None], rows["label"].to_numpy(bool))
-        params[attribute] = (float(model.coef_[0, 0]), float(model.intercept_[0]))
-    return params
+    return {attribute: platt(logit(rows["score"]), rows["label"]) for attribute, rows in joined.groupby("attribute")
+            if rows["label"].nunique() == 2}
 
 
 def _rescale(frame: pd.DataFrame, params: dict[str, tuple[float, float]]) -> pd.Series:
-    p = frame["score"].clip(1e-6, 1 - 1e-6).to_numpy(float)
-    logit = np.log(p / (1 - p))
     a = frame["attribute"].map(lambda n: params.get(n, (1.0, 0.0))[0]).to_numpy(float)
     b = frame["attribute"].map(lambda n: params.get(n, (1.0, 0.0))[1]).to_numpy(float)
-    return pd.Series(1.0 / (1.0 + np.exp(-(a * logit + b))), index=frame.index)
+    return pd.Series(sigmoid(a * logit(frame["score"]) + b), index=frame.index)
 
 
 def _scored(reference: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 from dataclasses import dataclass
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -23,11 +24,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..annotation import SCHEMA, annotations_frame
+from ..artifacts import KINDS, Artifact, artifacts_of
+from ..calibration import best_threshold, parse_objective, platt
 from ..catalog import Video
 from ..errors import ConfigError, NotFittedError
 from ..golden import GoldenSet
 from ..hashing import content_hash, file_sha256
-from ..metrics import binary_metrics
 from ..taxonomy import Taxonomy
 from .features import FeatureSpace
 
@@ -37,22 +39,6 @@ if TYPE_CHECKING:
 
 STATE = "student.json"
 MODEL = "student.onnx"
-
-def student_dir(workspace: Workspace) -> Path:
-    return workspace.artifacts / "models" / "student"
-
-def parse_objective(objective: str) -> tuple[str, float | None]:
-    """'f1', 'mcc' or 'precision:0.8' -> (kind, target)."""
-    if objective in ("f1", "mcc"):
-        return objective, None
-    if objective.startswith("precision:"):
-        try:
-            target = float(objective.split(":", 1)[1])
-        except ValueError:
-            target = -1.0
-        if 0.0 < target < 1.0:
-            return "precision", target
-    raise ConfigError(f"objective must be f1, mcc or precision:P with 0 < P < 1, got {objective!r}")
 
 @dataclass
 class Calibration:
@@ -67,28 +53,12 @@ class Calibration:
     def apply(self, logits: np.ndarray) -> np.ndarray:
         return (1.0 / (1.0 + np.exp(-(logits * self.a + self.b)))).astype(np.float32)
 
-def best_threshold(score: np.ndarray, truth: np.ndarray, objective: str) -> tuple[float, bool]:
-    """Threshold on ``score`` for one attribute; the bool says whether a precision target was reached."""
-    kind, target = parse_objective(objective)
-    candidates = np.unique(score)
-    cuts = np.r_[candidates[0] - 1e-6, (candidates[:-1] + candidates[1:]) / 2, candidates[-1] + 1e-6]
-    if kind == "precision":
-        for cut in cuts:  # lowest threshold (best recall) whose precision reaches the target
-            predicted = score >= cut
-            if predicted.any() and truth[predicted].mean() >= target:
-                return float(cut), True
-        return float(cuts[-1]), False
-    values = [binary_metrics(truth, score >= cut)[kind] for cut in cuts]
-    return float(cuts[int(np.argmax(values))]), True
-
 def calibrate(logits: np.ndarray, attributes: Sequence[str], golden: GoldenSet, ids: Sequence[str], objective: str) -> Calibration:
     """Fit Platt scaling and thresholds per attribute on ``golden`` pairs (pass the dev split only).
 
     ``logits`` rows follow ``ids``. Attributes without both classes on dev keep the raw
     sigmoid and threshold 0.5.
     """
-    from sklearn.linear_model import LogisticRegression
-
     parse_objective(objective)
     row = {video_id: i for i, video_id in enumerate(ids)}
     pairs = golden.pairs[golden.pairs["video_id"].isin(row)]
@@ -100,11 +70,7 @@ def calibrate(logits: np.ndarray, attributes: Sequence[str], golden: GoldenSet, 
             continue
         x = logits[[row[v] for v in subset["video_id"]], j]
         y = subset["label"].to_numpy(bool)
-        platt = LogisticRegression(C=1.0).fit(x[:, None], y)
-        a[j], b[j] = float(platt.coef_[0, 0]), float(platt.intercept_[0])
-        if a[j] <= 0:  # the student ranks this attribute backwards on dev: keep its own order, fit the bias only
-            a[j] = 1.0
-            b[j] = float(np.log(y.mean() / (1 - y.mean())) - np.median(x))
+        a[j], b[j] = platt(x, y)
         calibrated = 1.0 / (1.0 + np.exp(-(x * a[j] + b[j])))
         thresholds[j], reached[j] = best_threshold(calibrated, y, objective)
     return Calibration(a, b, thresholds, objective, reached)
@@ -119,20 +85,22 @@ class Student:
         import onnxruntime as ort
 
         self.directory = Path(directory)
-        try:
-            self.state = json.loads((self.directory / STATE).read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise NotFittedError(f"{self.directory}: no trained student ({err}); run 'vibeset distill' first") from err
-        self.space = FeatureSpace.load(self.directory / "features")
-        self.attributes: list[str] = self.state["attributes"]
-        cal = self.state["calibration"]
-        self.calibration = Calibration(
-            np.asarray(cal["a"]), np.asarray(cal["b"]), np.asarray(cal["thresholds"]), cal["objective"], cal["reached"]
-        )
+        files = Artifact(KINDS["student"], self.directory)  # errors name the file and 'vibeset distill'
+        self.state = files.read_json(STATE)
+        with files.reading(self.directory / STATE):
+            self.attributes: list[str] = list(self.state["attributes"])
+            cal = self.state["calibration"]
+            self.calibration = Calibration(
+                np.asarray(cal["a"]), np.asarray(cal["b"]), np.asarray(cal["thresholds"]), cal["objective"], cal["reached"]
+            )
+        with files.reading(self.directory / "features"):
+            self.space = FeatureSpace.load(self.directory / "features")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or os.cpu_count() or 1
         options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(self.directory / MODEL), options, providers=["CPUExecutionProvider"])
+        model = files.file(MODEL)
+        with files.reading(model):
+            self.session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
         self.encoder = encoder
         self._names = pa.array(self.attributes, pa.string())
 
@@ -194,17 +162,20 @@ class Student:
                 "source": constant(self.source),
                 "model": constant(f"student-{self.version}"),
                 "run_id": constant(run_id),
-                "prompt_version": constant(self.state["lineage"].get("teacher_prompt_version", "")),
+                "prompt_version": constant(self.state["lineage"].get("prompt_version", "")),
                 "taxonomy_version": constant(self.state["taxonomy_version"]),
             },
             schema=SCHEMA,
         )
 
-def load_student(workspace: Workspace, directory: str | Path | None = None) -> Student:
-    """The workspace's latest student as an Annotator (text through the workspace's cached encoder)."""
+def load_student(workspace: Workspace) -> Student:
+    """The workspace's student (its artifact must be complete) as an Annotator over the cached encoder."""
     from ..encoder import workspace_encoder
 
-    return Student(directory or student_dir(workspace), encoder=workspace_encoder(workspace))
+    artifact = artifacts_of(workspace).get("student")
+    artifact.complete_manifest()
+    return Student(artifact.path, encoder=workspace_encoder(workspace))
+
 
 def save_student(
     directory: str | Path,
@@ -216,14 +187,12 @@ def save_student(
     taxonomy_version: str,
     lineage: dict,
     metrics: dict,
-) -> Path:
-    """Write a student directory atomically (staging + rename); its version hashes model and calibration."""
+) -> str:
+    """Write a student into ``directory`` (a staging directory); returns its version (model + calibration hash)."""
     directory = Path(directory)
-    staging = directory.with_name(f".{directory.name}.staging")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    shutil.copyfile(onnx_file, staging / MODEL)
-    space.save(staging / "features")
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(onnx_file, directory / MODEL)
+    space.save(directory / "features")
     calibration_state = {
         "a": calibration.a.tolist(),
         "b": calibration.b.tolist(),
@@ -231,9 +200,7 @@ def save_student(
         "objective": calibration.objective,
         "reached": list(calibration.reached),
     }
-    version = content_hash([file_sha256(str(staging / MODEL)), calibration_state, space.groups, attributes], 12)
-    from importlib.metadata import version as package_version
-
+    version = content_hash([file_sha256(str(directory / MODEL)), calibration_state, space.groups, attributes], 12)
     state = {
         "version": version,
         "vibeset_version": package_version("vibeset"),
@@ -244,11 +211,5 @@ def save_student(
         "lineage": lineage,
         "metrics": metrics,
     }
-    (staging / STATE).write_text(json.dumps(state, indent=2, default=float))
-    old = directory.with_name(f".{directory.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if directory.exists():
-        directory.rename(old)
-    staging.rename(directory)
-    shutil.rmtree(old, ignore_errors=True)
-    return directory
+    (directory / STATE).write_text(json.dumps(state, indent=2, default=float))
+    return version

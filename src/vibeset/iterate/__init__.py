@@ -1,17 +1,9 @@
-"""The golden-set iteration loop: run registry, error analysis, comparison, refinement, guard, promotion."""
+"""The golden-set iteration loop: error analysis, comparison, refinement and promotion.
 
-from .promote import Champion, champion, champion_taxonomy, promote
-from .registry import Lineage, Run, compare_runs, get_run, list_runs, record_run
+Runs, the test-split guard and the champion record live in ``vibeset.runs``; versions in
+``vibeset.annotate.versions``.
+"""
 
-__all__ = [
-    "Champion",
-    "Lineage",
-    "Run",
-    "champion",
-    "champion_taxonomy",
-    "compare_runs",
-    "get_run",
-    "list_runs",
-    "promote",
-    "record_run",
-]
+from .promote import promote
+
+__all__ = ["promote"]

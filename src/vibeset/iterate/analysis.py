@@ -18,8 +18,10 @@ import pandas as pd
 from ..catalog import Video
 from ..errors import DataError
 from ..evaluation import evaluate_annotator
+from ..metrics import fmt
 from ..golden import GoldenSet
-from .registry import jsonable
+from ..artifacts import Artifact, Stamp
+from ..runs import jsonable
 
 CONFUSION = ("tp", "fp", "fn", "tn")
 
@@ -99,15 +101,6 @@ def error_analysis(
     }
 
 
-def _fmt(value: float | None, ci: list | None = None) -> str:
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return "-"
-    text = f"{value:.3f}"
-    if ci and all(x is not None and np.isfinite(x) for x in ci):
-        text += f" [{ci[0]:.2f}, {ci[1]:.2f}]"
-    return text
-
-
 def _cell(text: str, limit: int = 0) -> str:
     """Untrusted text made inert for Markdown tables and viewers: no HTML, pipes or newlines."""
     text = " ".join(str(text).split())
@@ -125,12 +118,12 @@ def to_markdown(report: Mapping[str, Any], *, examples: int = 5) -> str:
         f"- run `{head['run_id']}`; annotator version `{head['annotator_version']}`, model `{head['model']}`",
         f"- taxonomy `{head['taxonomy_version']}`, golden `{head['golden_version']}` ({head['split']} split)",
         f"- golden test split used {head['test_uses']} time(s) for this golden version",
-        f"- macro F1 {_fmt(report['macro']['f1'], report['macro']['ci']['f1'])}, "
-        f"micro F1 {_fmt(report['micro']['f1'], report['micro']['ci']['f1'])}, coverage {report['coverage']:.0%}",
+        f"- macro F1 {fmt(report['macro']['f1'], report['macro']['ci']['f1'])}, "
+        f"micro F1 {fmt(report['micro']['f1'], report['micro']['ci']['f1'])}, coverage {report['coverage']:.0%}",
     ]
     if report.get("head_to_head"):
         h2h = report["head_to_head"]["macro"]
-        lines.append(f"- head-to-head with single raters' references: macro F1 {_fmt(h2h['f1'], h2h['ci']['f1'])}")
+        lines.append(f"- head-to-head with single raters' references: macro F1 {fmt(h2h['f1'], h2h['ci']['f1'])}")
     lines += [
         "",
         "## Attributes, worst F1 first",
@@ -141,8 +134,8 @@ def to_markdown(report: Mapping[str, Any], *, examples: int = 5) -> str:
     for block in report["attributes"]:
         m, c = block["metrics"], block["confusion"]
         lines.append(
-            f"| {block['attribute']} | {m['n']} | {m['prevalence']:.2f} | {_fmt(m['precision'])} | {_fmt(m['recall'])} "
-            f"| {_fmt(m['f1'], m['ci']['f1'])} | {_fmt(m['always_positive_f1'])} | {c['tp']} | {c['fp']} | {c['fn']} | {c['tn']} |"
+            f"| {block['attribute']} | {m['n']} | {m['prevalence']:.2f} | {fmt(m['precision'])} | {fmt(m['recall'])} "
+            f"| {fmt(m['f1'], m['ci']['f1'])} | {fmt(m['always_positive_f1'])} | {c['tp']} | {c['fp']} | {c['fn']} | {c['tn']} |"
         )
     if report["attributes"]:
         worst = report["attributes"][0]["attribute"]
@@ -158,7 +151,7 @@ def to_markdown(report: Mapping[str, Any], *, examples: int = 5) -> str:
             for ex in shown:
                 ratings = ", ".join(f"{r:g}" for r in ex["human_ratings"])
                 lines.append(
-                    f"- **{_cell(ex['title'])}** (`{ex['video_id']}`) score {_fmt(ex['score'])}; humans mean "
+                    f"- **{_cell(ex['title'])}** (`{ex['video_id']}`) score {fmt(ex['score'])}; humans mean "
                     f"{ex['human_mean_rating']:.2f} from [{ratings}]"
                     + (f"; evidence: {_cell(ex['evidence'], 200)}" if ex["evidence"] else "")
                     + f"  \n  {_cell(ex['text'], 300)}"
@@ -166,11 +159,11 @@ def to_markdown(report: Mapping[str, Any], *, examples: int = 5) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(report: Mapping[str, Any], directory: str | Path) -> dict[str, Path]:
-    """Write ``analysis.json`` and ``analysis.md`` into ``directory``; returns their paths."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = {"json": directory / "analysis.json", "markdown": directory / "analysis.md"}
-    paths["json"].write_text(json.dumps(jsonable(report), indent=2, allow_nan=False), encoding="utf-8")
-    paths["markdown"].write_text(to_markdown(report), encoding="utf-8")
-    return paths
+def write_report(report: Mapping[str, Any], artifact: Artifact, stamp: Stamp) -> dict[str, Path]:
+    """Write ``analysis.json`` and ``analysis.md`` as an analysis artifact; returns their final paths."""
+    head = report["header"]
+    stamp.lineage = {key: head[key] for key in ("annotator", "annotator_version", "model", "taxonomy_version", "golden_version", "split")}
+    with artifact.replace(stamp) as staging:
+        (staging / "analysis.json").write_text(json.dumps(jsonable(report), indent=2, allow_nan=False), encoding="utf-8")
+        (staging / "analysis.md").write_text(to_markdown(report), encoding="utf-8")
+    return {"json": artifact.path / "analysis.json", "markdown": artifact.path / "analysis.md"}

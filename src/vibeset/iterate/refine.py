@@ -39,8 +39,9 @@ from ..metrics import evaluate_pairs
 from ..taxonomy import Attribute, Taxonomy
 from ..workspace import Workspace
 from .analysis import error_analysis, scored_pairs
-from .registry import Lineage, jsonable, record_run
-from .versions import load_taxonomy_version, save_taxonomy, save_zero_shot
+from ..annotate.versions import load_taxonomy_version, save_taxonomy, save_zero_shot
+from ..artifacts import artifacts_of
+from ..runs import Lineage, jsonable, new_run_id, record_run
 
 PER_SIDE = 10
 USER_MARK = "<<<USER>>>"
@@ -157,7 +158,8 @@ def refine_offline(
         started = time.perf_counter()
         refined, added = prototype_round(best, taxonomy, dev, videos, attributes=attributes, per_side=per_side)
         score = dev_f1(dev, refined.annotate(dev_videos, taxonomy), attributes)
-        version = save_zero_shot(workspace, refined)
+        run_id = new_run_id()
+        version = save_zero_shot(workspace, refined, run_id)
         improved = score["macro_f1"] > best_score
         run = record_run(
             workspace,
@@ -167,7 +169,8 @@ def refine_offline(
                     "base_version": best.version},
             metrics={**score, "base_macro_f1": best_score, "added": added},
             duration_s=time.perf_counter() - started,
-            artifacts={"annotator": str(workspace.artifacts / "models" / "zero-shot" / "versions" / version)},
+            outputs={"annotator": str(artifacts_of(workspace).get("zero-shot-version", version).path)},
+            run_id=run_id,
             parent_id=parent or None,
             note="improved dev F1" if improved else "no dev F1 improvement: stopped",
         )
@@ -365,7 +368,7 @@ def attribute_errors(golden: GoldenSet, annotations: pd.DataFrame, videos: Mappi
 
 # -- pending proposals: accept / edit / reject -------------------------------------------------------
 def proposals_dir(workspace: Workspace) -> Path:
-    return workspace.artifacts / "iterate" / "proposals"
+    return artifacts_of(workspace).place("proposals")
 
 
 def save_pending(workspace: Workspace, record: Mapping[str, Any]) -> dict[str, Path]:
@@ -420,10 +423,11 @@ def decide(workspace: Workspace, attribute: str, action: str, edit: str | Path |
     pending = load_pending(workspace, attribute)
     base = load_taxonomy_version(workspace, pending["base_taxonomy_path"])
     result: dict[str, Any] = {"attribute": attribute, "action": action, "base_taxonomy_version": base.version}
+    run_id = new_run_id()
     if action != "reject":
         proposal = read_edit(edit) if action == "edit" else Proposal.model_validate(pending["proposed"])
         taxonomy = base.with_attribute(proposal.apply(base[attribute]))
-        path = save_taxonomy(workspace, taxonomy)
+        path = save_taxonomy(workspace, taxonomy, run_id)
         result.update(taxonomy_version=taxonomy.version, taxonomy_path=str(path), definition=proposal.model_dump())
     run = record_run(
         workspace,
@@ -432,8 +436,9 @@ def decide(workspace: Workspace, attribute: str, action: str, edit: str | Path |
         config={"mode": "llm", "action": action, "attribute": attribute, "base_taxonomy_version": base.version},
         metrics={"proposal_cost_usd": pending.get("cost_usd")},
         cost_usd=0.0,
-        artifacts={"taxonomy": result["taxonomy_path"]} if "taxonomy_path" in result else {},
+        outputs={"taxonomy": result["taxonomy_path"]} if "taxonomy_path" in result else {},
         parent_id=pending.get("run_id") or None,
+        run_id=run_id,
         note=f"{action}ed proposal for {attribute}",
     )
     result["run_id"] = run.run_id
@@ -480,7 +485,7 @@ def propose(
     record = {
         "attribute": attribute,
         "base_taxonomy_version": taxonomy.version,
-        "base_taxonomy_path": str(save_taxonomy(workspace, taxonomy)),
+        "base_taxonomy_path": str(save_taxonomy(workspace, taxonomy, run.run_id)),
         "current": {"definition": current.definition, "includes": list(current.includes), "excludes": list(current.excludes)},
         "proposed": proposal.model_dump(),
         "dev_f1": errors["metrics"]["f1"],
@@ -528,7 +533,7 @@ def refine_llm_auto(
 
     def measure(candidate: Taxonomy) -> tuple[dict[str, Any], pd.DataFrame]:
         nonlocal spent
-        out_dir = workspace.artifacts / "iterate" / "auto" / candidate.version
+        out_dir = artifacts_of(workspace).place("auto") / candidate.version
         summary = asyncio.run(engine.run(list(videos.values()), candidate, make_backend(), config, out_dir))
         spent = spent + Spend(summary.input_tokens, summary.output_tokens, summary.cost_usd)
         frame = read_annotations(out_dir)
@@ -552,7 +557,8 @@ def refine_llm_auto(
                                              per_side=per_side, template=template)
         spent = spent + spend
         candidate = best.with_attribute(proposal.apply(best[attribute]))
-        save_taxonomy(workspace, candidate)
+        run_id = new_run_id()
+        save_taxonomy(workspace, candidate, run_id)
         score, candidate_frame = measure(candidate)
         improved = score["macro_f1"] > best_score
         round_cost = None if spent.cost_usd is None else spent.cost_usd - (before.cost_usd or 0.0)
@@ -566,6 +572,7 @@ def refine_llm_auto(
             duration_s=time.perf_counter() - started,
             parent_id=parent or None,
             note="improved dev F1" if improved else "no dev F1 improvement: stopped",
+            run_id=run_id,
         )
         rounds.append(Round(number, candidate.version, score["macro_f1"], score["macro_f1_ci"], improved, run.run_id,
                             round_cost, detail={"proposal": proposal.model_dump()}))

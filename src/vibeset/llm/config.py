@@ -27,6 +27,7 @@ class LLMConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # calls
+    base_url: str | None = Field(None, description="OpenAI-compatible / Gemini endpoint (default: the provider's)")
     concurrency: int = Field(16, ge=1)
     requests_per_minute: float | None = Field(None, gt=0)
     tokens_per_minute: float | None = Field(None, gt=0)
@@ -67,6 +68,7 @@ class LLMConfig(BaseModel):
 
     def backend(self, kind: str, model: str, base_url: str | None = None) -> Backend:
         """Build the backend ``kind`` for ``model``; model names pass through to the provider."""
+        base_url = base_url or self.base_url
         if kind == "openai":
             from .openai_backend import OpenAIBackend
 

@@ -35,13 +35,12 @@ from ..taxonomy import Taxonomy
 from .backend import Backend, Completion, Request
 from .config import LLMConfig
 from .engine import RunSummary, _Job, _unique, new_run_id, run
+from ..scale.session import ray_session
 from .store import RunStore, annotated_ids
 
 ENGINES = ("local", "ray")
 SHARDS_DIR = "shards"
 LOCK = ".lock"
-#: Actors exchange only shard lists and counts, so a small object store is plenty.
-OBJECT_STORE_BYTES = 96 * 2**20
 #: How long a re-run waits for an orphaned actor of a killed run to release its shard directory.
 LOCK_WAIT_S = 120.0
 POLL_S = 0.25
@@ -90,31 +89,6 @@ def replicas(backends: Sequence[Backend]) -> list[Backend]:
     if len(set(endpoints)) < len(endpoints):
         raise ConfigError(f"an endpoint is given twice: {endpoints}")
     return [Replica(backend, endpoints) for backend in backends]
-
-
-@contextlib.contextmanager
-def ray_session(num_cpus: int | None = None) -> Iterator[None]:
-    """Use the Ray already initialised (or ``RAY_ADDRESS``), else start a small local one; stop only what we started."""
-    import ray
-
-    if ray.is_initialized():
-        yield
-        return
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(log_to_driver=False, configure_logging=False)
-    else:
-        ray.init(
-            address="local",
-            num_cpus=num_cpus or os.cpu_count() or 1,
-            object_store_memory=OBJECT_STORE_BYTES,
-            include_dashboard=False,
-            log_to_driver=False,
-            configure_logging=False,
-        )
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 def _try_lock(directory: Path) -> int | None:

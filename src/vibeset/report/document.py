@@ -6,22 +6,22 @@ SVG, and nothing references an external URL.
 
 from __future__ import annotations
 
-import json
 import time
 from importlib import resources
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
-from ..annotators import resolve
-from ..errors import DataError, VibesetError
-from ..evaluation import evaluate_all, evaluate_annotator
-from ..files import atomic_write_text
+from ..annotators import labels, read_labels
+from ..artifacts import Stamp, artifacts_of
+from ..errors import VibesetError
+from ..evaluation import evaluate_annotator, read_metrics
 from ..golden import workspace_golden
+from ..runs import golden_split
 from ..workspace import Workspace
 from .sections import (
     Evaluation,
@@ -37,7 +37,7 @@ from .sections import (
     versions_section,
 )
 
-DEFAULT_ANNOTATORS = ("zero-shot",)
+REPORT_FILE = "report.html"
 Progress = Callable[[str], None]
 
 
@@ -62,6 +62,14 @@ def split_runs(workspace: Workspace, runs: Sequence[str]) -> tuple[list[Path], l
     return directories, ids
 
 
+def _metrics(workspace: Workspace, metrics: Path | None) -> dict[str, Any] | None:
+    """The evaluation report: a file the user named, else the workspace's metrics artifact (None when absent)."""
+    if metrics is not None:
+        return read_metrics(artifacts_of(workspace).at(metrics.parent if metrics.suffix == ".json" else metrics, "metrics"))
+    artifact = artifacts_of(workspace).get("metrics")
+    return read_metrics(artifact) if artifact.exists() else None
+
+
 def load_evaluation(
     workspace: Workspace,
     metrics: Path | None,
@@ -70,52 +78,53 @@ def load_evaluation(
     n_boot: int = 500,
     progress: Progress | None = None,
 ) -> Evaluation:
-    """The evaluation in ``metrics`` (as ``vibeset evaluate --out`` wrote it), extended with ``extra`` annotators.
+    """The evaluation of the metrics artifact (``vibeset evaluate``), extended with ``extra`` annotators.
 
-    Without a metrics file, crowd and the zero-shot baseline are evaluated on the golden test
-    split. Annotation tables are re-read for the precision-recall curves either way.
+    Annotation tables are re-read for the precision-recall curves; annotators the metrics lack are
+    scored here on the same split (a recorded use when it is the test split). Nothing is fitted or saved.
     """
     say = progress or (lambda message: None)
     notes: list[str] = []
-    report: dict[str, Any] | None = None
-    if metrics is not None and metrics.is_file():
-        try:
-            report = json.loads(metrics.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise DataError(f"{metrics}: not an evaluation JSON ({err}); re-run 'vibeset evaluate --out {metrics}'") from err
-        if "annotators" not in report or "golden" not in report:
-            raise DataError(f"{metrics}: expected keys 'golden' and 'annotators' (the output of 'vibeset evaluate --out')")
+    report = _metrics(workspace, metrics)
     split = (report or {}).get("golden", {}).get("split", "test")
     say(f"golden set ({split} split)")
-    golden = workspace_golden(workspace).split(None if split == "all" else split)
     if report is None:
-        notes.append(f"evaluated here on the golden {split} split (no metrics file; 'vibeset evaluate --out out/metrics.json' writes one)")
-        report = {"golden": {}, "annotators": {}}
-    elif report["golden"].get("version") != golden.version:
+        notes.append(f"no evaluation yet; '{artifacts_of(workspace).get('metrics').rebuild}' writes one")
+        report = {"golden": {"split": split}, "annotators": {}}
+    golden = workspace_golden(workspace)
+    if report["golden"].get("version") not in (None, golden.version):
         notes.append(
-            f"{metrics.name if metrics else 'metrics'} was computed on golden version {report['golden'].get('version')}; "
-            f"the golden set is now {golden.version} (new judgements?): re-run 'vibeset evaluate'"
+            f"the evaluation was computed on golden version {report['golden'].get('version')}; the golden set is now "
+            f"{golden.version} (new judgements?): re-run 'vibeset evaluate'"
         )
-    specs = [name for name in report["annotators"] if name != "crowd"]
-    wanted = [*specs, *(s for s in extra if s not in specs)] or list(DEFAULT_ANNOTATORS)
+    fresh = [s for s in extra if s not in report["annotators"]]
+    if fresh and split == "test":
+        golden = golden_split(workspace, "test", final=True, purpose="report: annotators the metrics lack")
+    else:
+        golden = golden.split(None if split == "all" else split)
+    dev = workspace_golden(workspace).split("dev")
     videos = list(workspace.catalog.subset(sorted(set(golden.pairs["video_id"]) & set(workspace.catalog.ids))))
     tables: dict[str, pd.DataFrame] = {}
-    for spec in wanted:
-        say(f"labels of {spec}")
+    for name, block in report["annotators"].items():
+        if name == "crowd":
+            continue
+        say(f"labels of {name}")
         try:
-            tables[spec] = resolve(spec, workspace, videos)
+            tables[name] = _labels_of(workspace, name, block, videos, dev)
         except VibesetError as err:
-            notes.append(f"{spec}: cannot read its labels ({err})")
-    fresh = {name: frame for name, frame in tables.items() if name not in report["annotators"]}
-    if not report["annotators"]:
-        say("evaluating (bootstrap CIs)")
-        report = evaluate_all(golden, fresh, n_boot=n_boot)
-        report["golden"]["split"] = split
-    else:
-        for name, frame in fresh.items():
-            say(f"evaluating {name} (bootstrap CIs)")
-            report["annotators"][name] = evaluate_annotator(golden, frame, n_boot=n_boot)
+            notes.append(f"{name}: cannot read its labels ({err})")
+    for spec in fresh:
+        say(f"evaluating {spec} (bootstrap CIs)")
+        tables[spec] = labels(workspace, spec, videos, dev).frame
+        report["annotators"][spec] = evaluate_annotator(golden, tables[spec], n_boot=n_boot)
     return Evaluation(report, golden, tables, notes)
+
+
+def _labels_of(workspace: Workspace, name: str, block: Mapping[str, Any], videos: Sequence[Any], dev: Any) -> pd.DataFrame:
+    if block.get("labels"):
+        frame = read_labels(workspace, block["labels"])
+        return frame[frame["video_id"].isin({v.video_id for v in videos})]
+    return labels(workspace, name, videos, dev).frame
 
 
 def build_sections(
@@ -132,8 +141,8 @@ def build_sections(
         workspace, metrics, [f"annotations:{d}" for d in directories], n_boot=n_boot, progress=progress
     )
     registry = registry_runs(workspace, ids)
-    annotations = workspace.artifacts / "annotations"
-    jobs_dirs = directories or (sorted(p for p in annotations.iterdir() if p.is_dir()) if annotations.is_dir() else [])
+    catalog = artifacts_of(workspace)
+    jobs_dirs = directories or [catalog.annotations(name).path for name in catalog.annotation_names()]
     if progress:
         progress("rater agreement, runs, stages")
     return [
@@ -164,16 +173,18 @@ def render(workspace: Workspace, sections: Sequence[Section]) -> str:
 
 def write_report(
     workspace: Workspace,
-    out: Path,
+    stamp: Stamp,
     runs: Sequence[str] = (),
     *,
     metrics: Path | None = None,
     n_boot: int = 500,
     progress: Progress | None = None,
 ) -> tuple[Path, list[Section]]:
-    """Build and write the report atomically; returns its path and sections."""
+    """Build the report and write it as the report artifact; returns the HTML file and the sections."""
     sections = build_sections(workspace, runs, metrics=metrics, n_boot=n_boot, progress=progress)
     html = render(workspace, sections)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, html)
-    return out, sections
+    artifact = artifacts_of(workspace).get("report")
+    stamp.meta = {"sections": [s.id for s in sections], "figures": sum(len(s.figures) for s in sections)}
+    with artifact.replace(stamp) as staging:
+        (staging / REPORT_FILE).write_text(html, encoding="utf-8")
+    return artifact.path / REPORT_FILE, sections

@@ -18,15 +18,13 @@ import pandas as pd
 from sklearn.metrics import precision_recall_curve
 
 from ..golden import GoldenSet, agreement_report
-from ..iterate.registry import REGISTRY_FILE, Run, get_run, list_runs
+from ..artifacts import artifacts_of
+from ..metrics import fmt
+from ..retrieval.evaluation import read_evaluation
+from ..runs import Run, get_run, list_runs
 from ..workspace import Workspace
 from .charts import Bar, bar_chart, line_chart
 
-#: Where the optional stages leave the artifacts this report reads, and what produces them.
-RETRIEVAL_EVAL = ("retrieval", "evaluation.json")
-RETRIEVAL_COMMAND = "vibeset eval-retrieval"
-DISTILL_REPORT = ("distill", "report.json")
-STUDENT_STATE = ("models", "student", "student.json")
 CURVE_POINTS = 80
 
 
@@ -66,25 +64,6 @@ class Evaluation:
     notes: list[str] = field(default_factory=list)
 
 
-def fmt(value: Any, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, (int, np.integer)):
-        return f"{int(value):,}"
-    if isinstance(value, (float, np.floating)):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def _ci(value: float | None, ci: Sequence[float] | None) -> str:
-    text = fmt(value)
-    if ci and len(ci) == 2 and all(isinstance(x, (int, float)) and math.isfinite(x) for x in ci):
-        text += f" [{ci[0]:.2f}, {ci[1]:.2f}]"
-    return text
-
-
 def _bar(block: Mapping[str, Any] | None, metric: str) -> Bar | None:
     if not block or block.get(metric) is None:
         return None
@@ -122,8 +101,8 @@ def evaluation_section(ev: Evaluation) -> Section:
                 values = block[level]
                 rows.append(
                     [name, view, level, fmt(values.get("n")), fmt(values.get("precision")), fmt(values.get("recall")),
-                     _ci(values.get("f1"), values["ci"].get("f1")), _ci(values.get("mcc"), values["ci"].get("mcc")),
-                     _ci(values.get("roc_auc"), values["ci"].get("roc_auc"))]
+                     fmt(values.get("f1"), values["ci"].get("f1")), fmt(values.get("mcc"), values["ci"].get("mcc")),
+                     fmt(values.get("roc_auc"), values["ci"].get("roc_auc"))]
                 )
     section.tables.append(
         Table(["annotator", "view", "average", "n", "P", "R", "F1 [95% CI]", "MCC [95% CI]", "ROC-AUC [95% CI]"], rows)
@@ -223,7 +202,7 @@ def agreement_section(golden: GoldenSet) -> Section:
     )
     section.tables.append(
         Table(["attribute", "pairs", "multi-rater pairs", "raters per pair", "prevalence", "alpha"],
-              [[r.attribute, fmt(r.pairs), fmt(r.multi_rater_pairs), fmt(r.raters_per_pair, 2), fmt(r.prevalence), fmt(r.alpha)]
+              [[r.attribute, fmt(r.pairs), fmt(r.multi_rater_pairs), fmt(r.raters_per_pair, digits=2), fmt(r.prevalence), fmt(r.alpha)]
                for r in report.itertuples(index=False)])
     )
     return section
@@ -234,7 +213,7 @@ def agreement_section(golden: GoldenSet) -> Section:
 
 def registry_runs(workspace: Workspace, ids: Sequence[str] = ()) -> list[Run]:
     """Runs recorded in the registry (the named ones, else all); none when no registry exists yet."""
-    if not (workspace.artifacts / REGISTRY_FILE).exists():
+    if not artifacts_of(workspace).place("runs").exists():
         return []
     return [get_run(workspace, run_id) for run_id in ids] if ids else list_runs(workspace, limit=None)
 
@@ -296,7 +275,7 @@ def runs_section(runs: Sequence[Run], jobs: Sequence[dict[str, Any]]) -> Section
                 [job["directory"], job.get("run_id", ""), job.get("model") or job.get("job_model", ""), job.get("status", ""),
                  fmt(job.get("annotated")), fmt(job.get("failed")), fmt(job.get("calls")), fmt(job.get("cache_hits")),
                  fmt((job.get("input_tokens") or 0) + (job.get("output_tokens") or 0)),
-                 "–" if job.get("cost_usd") is None else f"${job['cost_usd']:.4f}", fmt(elapsed, 1), fmt(rate, 2),
+                 "–" if job.get("cost_usd") is None else f"${job['cost_usd']:.4f}", fmt(elapsed, digits=1), fmt(rate, digits=2),
                  "–" if per_k is None else f"${per_k:.3f}"]
             )
         section.figures.append(
@@ -317,8 +296,8 @@ def runs_section(runs: Sequence[Run], jobs: Sequence[dict[str, Any]]) -> Section
             Table(
                 ["run", "kind", "created", "status", "model", "prompt / version", "cost", "seconds", "macro F1", "note"],
                 [[r.run_id, r.kind, time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at)), r.status, r.lineage.model,
-                  r.lineage.prompt_version, "–" if r.cost_usd is None else f"${r.cost_usd:.4f}", fmt(r.duration_s, 1),
-                  _ci(*_headline(r.metrics)), r.note] for r in runs],
+                  r.lineage.prompt_version, "–" if r.cost_usd is None else f"${r.cost_usd:.4f}", fmt(r.duration_s, digits=1),
+                  fmt(*_headline(r.metrics)), r.note] for r in runs],
                 "Run registry",
             )
         )
@@ -355,21 +334,13 @@ def versions_section(runs: Sequence[Run]) -> Section:
     )
     section.tables.append(
         Table(["version", "split", "run", "kind", "created", "macro F1 [95% CI]", "note"],
-              [[v, s, r.run_id, r.kind, time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at)), _ci(*_headline(r.metrics)), r.note]
+              [[v, s, r.run_id, r.kind, time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created_at)), fmt(*_headline(r.metrics)), r.note]
                for (v, s), r in latest.items()])
     )
     return section
 
 
 # --- distillation and retrieval (optional stages) ---------------------------------------------
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def distill_section(workspace: Workspace) -> Section:
@@ -380,11 +351,12 @@ def distill_section(workspace: Workspace) -> Section:
         "The distilled student against its teacher on the golden test split, and what routing the least certain "
         "pairs to the teacher buys.",
     )
-    report = _read_json(workspace.artifacts.joinpath(*DISTILL_REPORT))
-    state = _read_json(workspace.artifacts.joinpath(*STUDENT_STATE))
-    if report is None and state is None:
-        section.missing = "no student yet: 'vibeset distill' trains one (out/models/student/student.json)"
+    student = artifacts_of(workspace).get("student")
+    if not student.exists():
+        section.missing = f"no student yet: '{student.rebuild}' trains one"
         return section
+    report = student.read_json("report.json")
+    state = student.read_json("student.json")
     if report and "annotators" in report:
         names = [n for n in ("teacher", "student") if n in report["annotators"]]
         blocks = {n: report["annotators"][n] for n in names}
@@ -425,8 +397,6 @@ def distill_section(workspace: Workspace) -> Section:
                     fmt(a.get("macro_f1")), fmt(a.get("delta_micro_auc_vs_teacher"))] for a in report["ablation"]],
                   "Feature ablation")
         )
-    if report is None:
-        section.notes.append(f"the full distillation report (ablation, router) is read from out/{'/'.join(DISTILL_REPORT)} when present")
     return section
 
 
@@ -438,10 +408,11 @@ def retrieval_section(workspace: Workspace) -> Section:
         "Held-out positives of a temporal split: does restricting to videos carrying the vibe, ranked for the "
         "user, bring the held-out video back? 95% CIs resample users.",
     )
-    report = _read_json(workspace.artifacts.joinpath(*RETRIEVAL_EVAL))
-    if report is None or "systems" not in report:
-        section.missing = f"no retrieval evaluation at out/{'/'.join(RETRIEVAL_EVAL)}; produce it with '{RETRIEVAL_COMMAND}'"
+    artifact = artifacts_of(workspace).get("retrieval-evaluation")
+    if not artifact.exists():
+        section.missing = f"no retrieval evaluation yet; produce it with '{artifact.rebuild}'"
         return section
+    report = read_evaluation(artifact)
     systems = report["systems"]
     metrics = list(next(iter(systems.values())))
     series = {
@@ -456,7 +427,7 @@ def retrieval_section(workspace: Workspace) -> Section:
     if ab and "skipped" not in ab:
         section.tables.append(
             Table(["metric", "A", "B", "lift [95% CI]"],
-                  [[m, fmt(v["a"]), fmt(v["b"]), _ci(v["lift"], v.get("ci"))] for m, v in ab.items() if isinstance(v, dict)],
+                  [[m, fmt(v["a"]), fmt(v["b"]), fmt(v["lift"], v.get("ci"))] for m, v in ab.items() if isinstance(v, dict)],
                   f"A/B replay: {ab.get('a')} vs {ab.get('b')}")
         )
     elif ab.get("skipped"):

@@ -3,7 +3,6 @@
 from .collaborative import CollaborativeModel
 from .index import AttributeIndex, build_index, list_versions, load_index
 from .intent import Intent, QueryParser, explicit_intent, infer_intent
-from .interactions import read_interactions, temporal_split, workspace_interactions
 from .recommender import Recommender, UnknownUserError
 from .topk import RestrictedTopK, TopK
 
@@ -21,7 +20,4 @@ __all__ = [
     "infer_intent",
     "list_versions",
     "load_index",
-    "read_interactions",
-    "temporal_split",
-    "workspace_interactions",
 ]

@@ -1,65 +1,61 @@
-"""Building a workspace's attribute index: CF embeddings from its interactions, postings from annotations."""
+"""Building a workspace's attribute index from artifacts: labels, collaborative factors and the catalog.
+
+The index version's manifest carries the lineage chain of its labels (label run -> student ->
+silver run -> teacher -> golden), read from the labels' own manifest, so every served answer can
+say where its labels came from.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
-
-import pandas as pd
+from typing import Any
 
 from ..annotation import check_annotations, read_annotations
-from ..encoder import Encoder, workspace_encoder
-from ..errors import DataError
+from ..artifacts import Artifact, Stamp
+from ..interactions import workspace_interactions
+from ..runs import taxonomy_in_use
 from ..workspace import Workspace
-from .collaborative import CollaborativeModel
+from .collaborative import load_collaborative
 from .index import AttributeIndex, build_index
-from .interactions import workspace_interactions
 
 
-def default_annotations(workspace: Workspace) -> Path:
-    """The student's labels when they exist, else the zero-shot annotator's."""
-    for name in ("student", "zero-shot"):
-        path = workspace.artifacts / "annotations" / name
-        if path.exists() and any(path.glob("*.parquet")):
-            return path
-    raise DataError(
-        f"no annotations under {workspace.artifacts / 'annotations'} (student or zero-shot); "
-        "annotate first or pass --annotations DIR"
-    )
+def _find(lineage: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The first artifact of ``kind`` in a nested lineage (depth first through its inputs)."""
+    if lineage.get("kind") == kind:
+        return lineage
+    for upstream in lineage.get("inputs", {}).values():
+        found = _find(upstream, kind)
+        if found:
+            return found
+    return {}
 
 
-def index_root(workspace: Workspace) -> Path:
-    return workspace.artifacts / "index"
+def lineage_chain(labels: dict[str, Any]) -> dict[str, Any]:
+    """label run -> student version -> silver run -> teacher (model, prompt, taxonomy) -> golden version."""
+    student = _find(labels, "student")
+    silver = _find(labels, "silver")
+    teacher = silver.get("inputs", {}).get("teacher", {}) if silver else labels
+    golden = _find(labels, "golden")
+    return {
+        "label_run": labels.get("run_id", ""),
+        "labels": labels.get("name", ""),
+        "student_version": student.get("student_version", ""),
+        "silver_run": silver.get("run_id", ""),
+        "teacher": {key: teacher.get(key, "") for key in ("model", "prompt_version", "taxonomy_version")},
+        "golden_version": golden.get("golden_version", "") or teacher.get("golden_version", ""),
+    }
 
 
-def fit_collaborative(
-    workspace: Workspace,
-    interactions: pd.DataFrame,
-    *,
-    encoder: Encoder | None = None,
-    model: CollaborativeModel | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> CollaborativeModel:
-    """Fit CF on ``interactions`` for every catalog video; cold videos via their MiniLM text embedding."""
-    catalog = workspace.catalog
-    encoder = encoder or workspace_encoder(workspace)
-    content = encoder.encode(catalog.texts(), progress)
-    return (model or CollaborativeModel()).fit(interactions, catalog.ids, content)
-
-
-def build_workspace_index(
-    workspace: Workspace,
-    annotations_dir: str | Path | None = None,
-    *,
-    model: CollaborativeModel | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> AttributeIndex:
-    """The index of a workspace (not saved): all interactions, all catalog videos, the given labels."""
-    source = Path(annotations_dir) if annotations_dir else default_annotations(workspace)
-    annotations = check_annotations(read_annotations(source), workspace.taxonomy, str(source))
+def build_workspace_index(workspace: Workspace, labels: Artifact, collaborative: Artifact) -> AttributeIndex:
+    """The index of a workspace (not saved): collaborative factors of every catalog video, ``labels``' postings."""
+    taxonomy = taxonomy_in_use(workspace)
+    annotations = check_annotations(read_annotations(labels), taxonomy, str(labels.path))
     interactions = workspace_interactions(workspace)
-    fitted = fit_collaborative(workspace, interactions, model=model, progress=progress)
+    fitted = load_collaborative(collaborative)
     catalog = workspace.catalog
+    if fitted.item_ids_ != catalog.ids:
+        raise collaborative.error(collaborative.path, "was fitted for another catalog")
+    source = labels.lineage()
     return build_index(
         item_ids=fitted.item_ids_,
         titles=list(catalog.frame["title"]),
@@ -68,11 +64,21 @@ def build_workspace_index(
         user_factors=fitted.user_factors_,
         interactions=interactions,
         annotations=annotations,
-        taxonomy=workspace.taxonomy,
+        taxonomy=taxonomy,
         popularity=fitted.popularity_,
         manifest={
-            "annotations": str(source),
-            "collaborative": {**fitted.params(), "cold_items": int(fitted.cold_.sum()), "projection_r2": None if fitted.projection_r2_ != fitted.projection_r2_ else fitted.projection_r2_},
+            "annotations": str(labels.path),
+            "lineage": lineage_chain(source),
+            "collaborative": {**fitted.params(), "cold_items": int(fitted.cold_.sum())},
             "interactions": len(interactions),
         },
     )
+
+
+def save_index(index: AttributeIndex, artifact: Artifact, stamp: Stamp, *, keep: int = 3) -> Path:
+    """Write a new index version, make it current, and stamp the index artifact with its lineage."""
+    with artifact.update(stamp) as root:
+        path = index.save(root, keep=keep)
+        stamp.lineage = {"index_version": index.version, **(stamp.lineage or {})}
+        stamp.meta = {"version": index.version, "items": len(index), "users": len(index.user_ids)}
+    return path

@@ -12,10 +12,13 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import scipy.sparse as sp
 from sklearn.linear_model import Ridge
 from threadpoolctl import threadpool_limits
 
+from ..artifacts import Artifact, Stamp
 from ..errors import DataError, NotFittedError
 
 
@@ -107,3 +110,36 @@ class CollaborativeModel:
             "ridge": self.ridge,
             "seed": self.seed,
         }
+
+
+def save_collaborative(model: CollaborativeModel, artifact: Artifact, stamp: Stamp) -> None:
+    """Write a fitted model as the ``cf`` artifact (``.npy`` factors, Parquet ids; no pickle)."""
+    model.check_fitted()
+    r2 = model.projection_r2_
+    stamp.meta = {**model.params(), "items": len(model.item_ids_), "users": len(model.user_ids_),
+                  "cold_items": int(model.cold_.sum()), "projection_r2": None if r2 != r2 else r2}
+    with artifact.replace(stamp) as staging:
+        np.save(staging / "item_factors.npy", model.item_factors_, allow_pickle=False)
+        np.save(staging / "user_factors.npy", model.user_factors_, allow_pickle=False)
+        pq.write_table(pa.table({"video_id": model.item_ids_, "cold": model.cold_, "popularity": model.popularity_}),
+                       staging / "items.parquet")
+        pq.write_table(pa.table({"user_id": model.user_ids_}), staging / "users.parquet")
+
+
+def load_collaborative(artifact: Artifact) -> CollaborativeModel:
+    """The fitted model of a ``cf`` artifact; a missing or corrupt file is an error naming it."""
+    meta = artifact.complete_manifest().meta
+    model = CollaborativeModel(**{k: meta[k] for k in ("factors", "regularization", "alpha", "iterations", "ridge", "seed")})
+    items = artifact.read("items.parquet", pq.read_table)
+    model.item_ids_ = items.column("video_id").to_pylist()
+    model.cold_ = items.column("cold").to_numpy(zero_copy_only=False).astype(bool)
+    model.popularity_ = items.column("popularity").to_numpy(zero_copy_only=False).astype(np.float32)
+    model.user_ids_ = artifact.read("users.parquet", pq.read_table).column("user_id").to_pylist()
+    model.item_factors_ = artifact.read("item_factors.npy", lambda p: np.load(p, allow_pickle=False))
+    model.user_factors_ = artifact.read("user_factors.npy", lambda p: np.load(p, allow_pickle=False))
+    model.projection_r2_ = float("nan") if meta.get("projection_r2") is None else float(meta["projection_r2"])
+    shapes = (model.item_factors_.shape, model.user_factors_.shape)
+    if shapes[0] != (len(model.item_ids_), model.factors) or shapes[1] != (len(model.user_ids_), model.factors):
+        raise artifact.error(artifact.path, f"factor shapes {shapes} do not match {len(model.item_ids_)} items, "
+                             f"{len(model.user_ids_)} users, {model.factors} factors")
+    return model

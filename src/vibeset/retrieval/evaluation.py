@@ -14,19 +14,22 @@ embeddings; postings (the labels) come from the saved index versions.
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 
-from ..encoder import workspace_encoder
-from ..errors import ConfigError, DataError
-from ..golden import GoldenSet, workspace_golden
+from ..artifacts import Artifact, Stamp
+from ..errors import DataError
+from ..golden import GoldenSet
+from ..metrics import bootstrap_weights, percentile_ci
+from ..runs import golden_split, jsonable
+from ..shards import read_embeddings
 from ..workspace import Workspace
-from .build import index_root
 from .collaborative import CollaborativeModel
 from .index import AttributeIndex, list_versions, load_index, seen_matrix
-from .interactions import temporal_split, workspace_interactions
+from ..interactions import temporal_split, workspace_interactions
 from .intent import Intent
 from .recommender import Recommender
 from .topk import RestrictedTopK
@@ -87,12 +90,10 @@ def _bootstrap(users: np.ndarray, numerator: np.ndarray, denominator: np.ndarray
     num = np.bincount(inverse, weights=numerator, minlength=len(codes))
     den = np.bincount(inverse, weights=denominator, minlength=len(codes))
     value = float(num.sum() / den.sum()) if den.sum() else float("nan")
-    weights = np.random.default_rng(seed).multinomial(len(codes), np.full(len(codes), 1 / len(codes)), size=n_boot)
+    weights = bootstrap_weights(len(codes), n_boot, seed)
     with np.errstate(invalid="ignore", divide="ignore"):
         samples = (weights @ num) / (weights @ den)
-    samples = samples[np.isfinite(samples)]
-    ci = [float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5))] if len(samples) else [float("nan")] * 2
-    return {"value": value, "ci": ci, "n": int(den.sum())}
+    return {"value": value, "ci": percentile_ci(samples), "n": int(den.sum())}
 
 
 def evaluate_retrieval(
@@ -195,7 +196,7 @@ def replay_ab(
         raise DataError("A/B replay found no queries: neither version labels any held-out positive")
     users = frame["user"].to_numpy()
     codes, inverse = np.unique(users, return_inverse=True)
-    weights = np.random.default_rng(seed).multinomial(len(codes), np.full(len(codes), 1 / len(codes)), size=n_boot)
+    weights = bootstrap_weights(len(codes), n_boot, seed)
     out: dict[str, Any] = {"a": a.version, "b": b.version, "k": k, "queries": len(frame), "users": len(codes)}
     for metric, num, den in (
         (f"recall@{k}", "hit", None),
@@ -212,12 +213,11 @@ def replay_ab(
         value_b = nb.sum() / db.sum() if db.sum() else float("nan")
         with np.errstate(invalid="ignore", divide="ignore"):
             lift = ((weights @ nb) / (weights @ db)) / ((weights @ na) / (weights @ da)) - 1.0
-        lift = lift[np.isfinite(lift)]
         out[metric] = {
             "a": float(value_a),
             "b": float(value_b),
             "lift": float(value_b / value_a - 1.0) if value_a else float("nan"),
-            "ci": [float(np.percentile(lift, 2.5)), float(np.percentile(lift, 97.5))] if len(lift) else [float("nan")] * 2,
+            "ci": percentile_ci(lift),
         }
     return out
 
@@ -235,6 +235,8 @@ def fit_on_train(
 
 def evaluate_workspace(
     workspace: Workspace,
+    index_artifact: Artifact,
+    shards: Artifact,
     *,
     k: int = 10,
     test_fraction: float = 0.1,
@@ -242,17 +244,20 @@ def evaluate_workspace(
     n_boot: int = 1000,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate the workspace's current index; replay A/B between ``versions`` (default: previous vs current)."""
-    root = index_root(workspace)
+    """Evaluate the workspace's current index; replay A/B between ``versions`` (default: previous vs current).
+
+    Intent precision reads the golden test split (a recorded use of it).
+    """
+    root = index_artifact.path
     index = load_index(root)
     train, test = temporal_split(workspace_interactions(workspace), test_fraction=test_fraction)
-    catalog = workspace.catalog
-    content = workspace_encoder(workspace).encode([catalog.get(v).text() for v in index.item_ids])
+    ids, vectors, _ = read_embeddings(shards)
+    row = {video_id: i for i, video_id in enumerate(ids)}
+    content = vectors[[row[v] for v in index.item_ids]]
     model = fit_on_train(index, train, content)
-    try:
-        golden: GoldenSet | None = workspace_golden(workspace).split("test")
-    except ConfigError:
-        golden = None
+    golden: GoldenSet | None = None
+    if workspace.config.judgements is not None:
+        golden = golden_split(workspace, "test", final=True, purpose="eval-retrieval: intent precision")
     report = evaluate_retrieval(index, model, train, test, golden=golden, k=k, n_boot=n_boot, progress=progress)
     report["split"] = {"test_fraction": test_fraction, "cutoff": int(train["timestamp"].max())}
     saved = list_versions(root)
@@ -263,4 +268,21 @@ def evaluate_workspace(
     else:
         a, b = (load_index(root, version=v) for v in versions)
         report["ab"] = replay_ab(a, b, model, train, test, golden=golden, k=k, n_boot=n_boot)
+    return report
+
+
+REPORT_FILE = "evaluation.json"
+
+
+def write_evaluation(report: dict[str, Any], artifact: Artifact, stamp: Stamp) -> None:
+    stamp.meta = {"index_version": report.get("index_version"), "users": report.get("users"), "k": report.get("k")}
+    with artifact.replace(stamp) as staging:
+        (staging / REPORT_FILE).write_text(json.dumps(jsonable(report), indent=2, allow_nan=False), encoding="utf-8")
+
+
+def read_evaluation(artifact: Artifact) -> dict[str, Any]:
+    artifact.complete_manifest()
+    report = artifact.read_json(REPORT_FILE)
+    if not isinstance(report, dict) or "systems" not in report:
+        raise artifact.error(artifact.path / REPORT_FILE, "not a retrieval evaluation (no 'systems')")
     return report

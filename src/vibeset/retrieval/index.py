@@ -27,9 +27,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..artifacts import KINDS, Artifact
 from ..errors import DataError, UnknownAttributeError
-from ..taxonomy import Taxonomy
 from ..files import atomic_write_text
+from ..taxonomy import Taxonomy
 
 FORMAT = 1
 POINTER = "CURRENT"
@@ -166,8 +167,8 @@ def current_version(root: str | Path) -> str:
     pointer = Path(root) / POINTER
     try:
         return pointer.read_text(encoding="utf-8").strip()
-    except OSError:
-        raise DataError(f"{root}: no index here (missing {POINTER}); run 'vibeset index build'") from None
+    except (OSError, UnicodeDecodeError):
+        raise Artifact(KINDS["index"], Path(root)).error(pointer, "no index here (missing or unreadable)") from None
 
 
 def resolve_version(path: str | Path, version: str | None = None) -> Path:
@@ -175,33 +176,51 @@ def resolve_version(path: str | Path, version: str | None = None) -> Path:
     path = Path(path)
     if (path / "manifest.json").exists() and version is None:
         return path
-    directory = path / "versions" / (version or current_version(path))
-    if not (directory / "manifest.json").exists():
-        raise DataError(f"{directory}: not an index version (no manifest.json)")
+    name = version or current_version(path)
+    directory = path / "versions" / name
+    if "/" in name or not (directory / "manifest.json").exists():
+        raise Artifact(KINDS["index"], path).error(directory, "not an index version (no manifest.json)")
     return directory
 
 
 def load_index(path: str | Path, *, version: str | None = None, mmap: bool = True) -> AttributeIndex:
-    """Open an index version read-only; arrays are memory-mapped unless ``mmap`` is False."""
+    """Open an index version read-only; arrays are memory-mapped unless ``mmap`` is False.
+
+    A missing or corrupt file is one error naming it; arrays whose lengths disagree are caught here,
+    not in the middle of a request.
+    """
     directory = resolve_version(path, version)
-    manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
-    if manifest.get("format") != FORMAT:
-        raise DataError(f"{directory}: index format {manifest.get('format')!r}, expected {FORMAT}; rebuild it")
+    files = Artifact(KINDS["index"], directory)
+    manifest = files.read_json("manifest.json")
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise files.error(directory / "manifest.json", f"not an index manifest of format {FORMAT}")
     arrays = {
-        name: np.load(directory / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+        name: files.read(f"{name}.npy", lambda p: np.load(p, mmap_mode="r" if mmap else None, allow_pickle=False))
         for name in ARRAYS
     }
-    items = pq.read_table(directory / "items.parquet").to_pydict()
-    users = pq.read_table(directory / "users.parquet").column("user_id").to_pylist()
-    return AttributeIndex(
-        item_ids=items["video_id"],
-        titles=items["title"],
-        user_ids=users,
-        attributes=list(manifest["attributes"]),
-        annotations=pd.read_parquet(directory / "annotations.parquet"),
-        manifest=manifest,
-        **arrays,
-    )
+    items = files.read("items.parquet", pq.read_table).to_pydict()
+    users = files.read("users.parquet", pq.read_table).column("user_id").to_pylist()
+    annotations = files.read("annotations.parquet", pd.read_parquet)
+    with files.reading(directory):
+        index = AttributeIndex(
+            item_ids=items["video_id"], titles=items["title"], user_ids=users, attributes=list(manifest["attributes"]),
+            annotations=annotations, manifest=manifest, **arrays,
+        )
+        _check_shapes(index)
+    return index
+
+
+def _check_shapes(index: AttributeIndex) -> None:
+    items, users, attributes = len(index.item_ids), len(index.user_ids), len(index.attributes)
+    expected = {"item_factors": items, "user_factors": users, "seen_indptr": users + 1, "post_offsets": attributes + 1,
+                "popularity": items, "seen_ratings": len(index.seen_rows), "post_scores": len(index.post_rows)}
+    for name, rows in expected.items():
+        if len(getattr(index, name)) != rows:
+            raise DataError(f"{name}.npy has {len(getattr(index, name))} rows, expected {rows}")
+    if index.post_offsets[-1] != len(index.post_rows) or index.seen_indptr[-1] != len(index.seen_rows):
+        raise DataError("postings or seen-item offsets do not match their arrays")
+    if len(index.post_rows) and int(np.max(index.post_rows)) >= items:
+        raise DataError("postings name item rows beyond the items")
 
 
 def build_index(

@@ -44,6 +44,7 @@ class Recommender:
         self._encoder_factory = encoder_factory
         self._threshold = threshold
         self._parser: QueryParser | None = None
+        self.lineage = {"index_version": index.version, **index.manifest.get("lineage", {})}
 
     @property
     def parser(self) -> QueryParser:
@@ -112,6 +113,7 @@ class Recommender:
                 "title": index.titles[row],
                 "score": round(score, 6),
                 "attributes": self.item_attributes[row],
+                "lineage": self.lineage,
             }
             for row, score in zip(rows, scores)
         ]
@@ -137,7 +139,7 @@ class Recommender:
             }
             for record in frame.to_dict("records")
         ]
-        return {"video_id": video_id, "title": self.index.titles[row], "attributes": attributes}
+        return {"video_id": video_id, "title": self.index.titles[row], "lineage": self.lineage, "attributes": attributes}
 
     def attributes(self) -> list[dict[str, Any]]:
         n = max(len(self.index), 1)

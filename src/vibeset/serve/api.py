@@ -24,7 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from ..encoder import Encoder, MiniLMEncoder, workspace_encoder
 from ..errors import DataError, UnknownAttributeError, VibesetError
-from ..retrieval.build import index_root
+from ..artifacts import artifacts_of
 from ..retrieval.index import POINTER, load_index
 from ..retrieval.intent import explicit_intent
 from ..retrieval.recommender import Recommender, UnknownUserError
@@ -88,15 +88,17 @@ class _Live:
         return True
 
 
-def _resolve(target: Workspace | str | Path) -> tuple[Path, Callable[[], Encoder]]:
+def resolve_target(target: Workspace | str | Path) -> tuple[Workspace | None, Path, Callable[[], Encoder]]:
+    """What a server serves: a workspace (its index artifact) or a bare index directory."""
     if isinstance(target, Workspace):
-        workspace = target
+        workspace: Workspace | None = target
     else:
         path = Path(target)
         if path.suffix != ".toml" and not (path / CONFIG_NAME).exists():
-            return path, lambda: MiniLMEncoder(threads=1)
+            return None, path, lambda: MiniLMEncoder(threads=1)
         workspace = load_workspace(path)
-    return index_root(workspace), lambda: workspace_encoder(workspace)
+    ws = workspace
+    return ws, artifacts_of(ws).get("index").path, lambda: workspace_encoder(ws)
 
 
 class BearerAuth:
@@ -130,7 +132,7 @@ def create_app(
     its ``CURRENT`` pointer changes (checked every ``poll_interval`` seconds).
     """
     threadpool_limits(1)
-    root, encoder_factory = _resolve(workspace_or_index_dir)
+    workspace, root, encoder_factory = resolve_target(workspace_or_index_dir)
     live = _Live(root, encoder_factory)
     token = token if token is not None else os.environ.get(TOKEN_ENV, "")
     expected = f"Bearer {token}".encode() if token else None
@@ -218,7 +220,7 @@ def create_app(
         index = live.recommender.index
         return _json({"status": "ok", "index_version": index.version, "items": len(index), "users": len(index.user_ids)})
 
-    mount_web(app, workspace_or_index_dir)
+    mount_web(app, workspace)
     return app
 
 

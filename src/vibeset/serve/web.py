@@ -21,17 +21,17 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ..annotation import read_annotations
+from ..artifacts import artifacts_of
 from ..errors import ConfigError, DataError, UnknownAttributeError, VibesetError
 from ..golden import GoldenSet, workspace_golden
 from ..report.document import templates
 from ..retrieval.intent import Intent
 from ..retrieval.recommender import Recommender
-from ..reviews import Review, append_review, read_reviews
-from ..workspace import CONFIG_NAME, Workspace, load_workspace
+from ..reviews import Review, append_review, read_reviews, reviews_path
+from ..workspace import Workspace
 
 PAGE = 25
 MAX_K = 50
-ZERO_SHOT = "zero-shot"
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
@@ -43,15 +43,6 @@ STATIC = {"style.css": "text/css; charset=utf-8", "app.js": "text/javascript; ch
 
 class BadRequest(VibesetError):
     """Form or query input the UI cannot accept (answered with 400 and the message)."""
-
-
-def _workspace(target: Workspace | str | Path) -> Workspace | None:
-    if isinstance(target, Workspace):
-        return target
-    path = Path(target)
-    if path.suffix == ".toml" or (path / CONFIG_NAME).exists():
-        return load_workspace(path)
-    return None  # a bare index directory: only the playground can work
 
 
 def _signature(directory: Path) -> tuple:
@@ -80,27 +71,24 @@ class WebData:
 
     # annotations ------------------------------------------------------------------------------
     def annotation_dirs(self) -> dict[str, Path]:
-        """Annotation job directories under ARTIFACTS/annotations, by name."""
+        """The workspace's annotations artifacts, by name (pages only read them; nothing is fitted here)."""
         if self.workspace is None:
             return {}
-        root = self.workspace.artifacts / "annotations"
-        if not root.is_dir():
-            return {}
-        return {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and any(p.glob("*.parquet"))}
+        catalog = artifacts_of(self.workspace)
+        return {name: catalog.annotations(name).path for name in catalog.annotation_names()}
 
     def annotations(self, name: str) -> pd.DataFrame:
-        directory = self.annotation_dirs()[name]
-        return self._cached(f"dir:{name}", _signature(directory), lambda: read_annotations(directory))
+        artifact = artifacts_of(self.require_workspace()).annotations(name)
+        return self._cached(f"dir:{name}", _signature(artifact.path), lambda: read_annotations(artifact))
 
     def annotators(self) -> list[str]:
-        """The zero-shot baseline (its fitted model, labelled live) and every other annotation directory."""
-        return [ZERO_SHOT, *(name for name in self.annotation_dirs() if name != ZERO_SHOT)]
+        return list(self.annotation_dirs())
 
     # golden -----------------------------------------------------------------------------------
     def golden(self) -> GoldenSet:
         ws = self.require_workspace()
         config = ws.require_judgements()
-        files = [ws.path(config.path), ws.artifacts / "judgements" / "reviews.csv"]
+        files = [ws.path(config.path), reviews_path(ws)]
         signature = tuple(f.stat().st_mtime_ns if f.exists() else 0 for f in files)
         return self._cached("golden", signature, lambda: workspace_golden(ws))
 
@@ -109,15 +97,6 @@ class WebData:
         ws = self.require_workspace()
         dev = self.golden().split("dev")
         ids = sorted(set(dev.pairs["video_id"]) & set(ws.catalog.ids))
-        if annotator == ZERO_SHOT:
-            from ..annotators import load_or_fit_zero_shot, zero_shot_dir
-
-            state = zero_shot_dir(ws)
-            signature = (tuple(ids), state.stat().st_mtime_ns if state.exists() else 0)
-            return self._cached(
-                "zero-shot-dev", signature,
-                lambda: load_or_fit_zero_shot(ws).annotate(list(ws.catalog.subset(ids)), ws.taxonomy),
-            )
         frame = self.annotations(annotator)
         return frame[frame["video_id"].isin(set(ids))]
 
@@ -126,7 +105,7 @@ class WebData:
         """The user's most recent interactions (by timestamp when known), newest first."""
         ws = self.workspace
         if ws is not None and ws.config.interactions is not None:
-            from ..retrieval.interactions import workspace_interactions
+            from ..interactions import workspace_interactions
 
             frame = self._cached("interactions", ws.path(ws.config.interactions.path).stat().st_mtime_ns,
                                  lambda: workspace_interactions(ws))
@@ -193,13 +172,13 @@ def _same_origin(request: Request) -> bool:
     return origin is None or origin == f"{request.url.scheme}://{request.headers.get('host', '')}"
 
 
-def mount_web(app: FastAPI, target: Workspace | str | Path) -> None:
-    """Add the UI under /ui/ (and redirect / there). ``target`` is what ``create_app`` serves.
+def mount_web(app: FastAPI, workspace: Workspace | None) -> None:
+    """Add the UI under /ui/ (and redirect / there); without a workspace (a bare index) only the playground works.
 
     The retrieval playground answers from ``app.state.live.recommender`` when the API set it, so
     the UI and the API always use the same index version.
     """
-    data = WebData(_workspace(target), lambda: getattr(getattr(app.state, "live", None), "recommender", None))
+    data = WebData(workspace, lambda: getattr(getattr(app.state, "live", None), "recommender", None))
     env = templates()
 
     def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -302,7 +281,10 @@ def mount_web(app: FastAPI, target: Workspace | str | Path) -> None:
         ws.require_judgements()
         attributes = ws.taxonomy.names
         attribute = _choice(params, "attribute", attributes, attributes[0])
-        annotator = _choice(params, "annotator", data.annotators(), ZERO_SHOT)
+        annotators = data.annotators()
+        if not annotators:
+            raise BadRequest("no annotations yet: 'vibeset run' (or 'vibeset annotate') writes them")
+        annotator = _choice(params, "annotator", annotators, annotators[0])
         kind = _choice(params, "kind", ["errors", "fp", "fn", "all"], "errors")
         golden = data.golden().split("dev")
         pairs = golden.pairs[golden.pairs["attribute"] == attribute]

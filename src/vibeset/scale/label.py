@@ -9,18 +9,19 @@ so a killed job leaves whole shards or none, and a re-run skips shards already w
 
 Both executors call the same ``ShardLabeller`` on the same batches, so their outputs match.
 The local executor streams each shard in bounded batches, one process per core (shards are
-the unit of parallelism). The Ray executor is ``read_parquet -> map_batches`` (an actor pool
-that holds the ONNX sessions) ``-> write_parquet`` into a staging directory partitioned by
-input shard, finalised shard by shard; it runs pending shards in waves, so a killed Ray job
-loses at most its current wave.
+the unit of parallelism; workers die with the driver). The Ray executor is ``read_parquet ->
+map_batches`` (an actor pool that holds the ONNX sessions) ``-> write_parquet`` into a staging
+directory partitioned by input shard, finalised shard by shard; it runs pending shards in waves,
+so a killed Ray job loses at most its current wave.
+
+The output is an annotations artifact owned by one student version: resuming it with another
+student is refused unless ``replace``.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as futures
 import glob
-import json
-import multiprocessing
 import os
 import shutil
 import time
@@ -34,10 +35,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..annotation import SCHEMA
+from ..artifacts import Artifact, Stamp
+from ..catalog import video_text
+from ..distill.student import Student
 from ..errors import ConfigError, DataError
-from .features import embeddings_from_column
-from .student import Student
-from ..files import atomic_write_table, atomic_write_text
+from ..files import atomic_write_table
+from ..shards import embeddings_from_column
+from .session import process_pool, ray_session
 
 ENGINES = ("local", "ray")
 TEXT_COLUMNS = ("text", "title", "description")
@@ -71,33 +75,31 @@ def plan(videos: str | Sequence[str], out: str | Path) -> list[ShardJob]:
     return jobs
 
 
+def _column(table: pa.Table, name: str, default: object) -> list:
+    return table.column(name).to_pylist() if name in table.column_names else [default] * table.num_rows
+
+
+def _tag_lists(table: pa.Table) -> list[list[str]]:
+    tags = _column(table, "tags", [])
+    return [[t.strip() for t in (v.split("|") if isinstance(v, str) else (v or [])) if t and t.strip()] for v in tags]
+
+
 def _text(table: pa.Table) -> list[str]:
-    """Text as ``Video.text()`` builds it: title, (tags), description."""
+    """The text ``catalog.video_text`` builds (a ``text`` column is taken as already built)."""
     if "text" in table.column_names:
         return [t or "" for t in table.column("text").to_pylist()]
-    parts = []
-    if "title" in table.column_names:
-        parts.append(pc.fill_null(table.column("title"), ""))
-    if "tags" in table.column_names:
-        tags = table.column("tags")
-        if pa.types.is_list(tags.type) or pa.types.is_large_list(tags.type):
-            joined = pc.binary_join(pc.fill_null(tags, pa.scalar([], tags.type)), ", ")
-        else:
-            joined = pc.replace_substring(pc.fill_null(tags, ""), "|", ", ")
-        parts.append(pc.if_else(pc.equal(joined, ""), "", pc.binary_join_element_wise("(", joined, ")", "")))
-    if "description" in table.column_names:
-        parts.append(pc.fill_null(table.column("description"), ""))
-    joined = pc.binary_join_element_wise(*parts, " ")
-    return [" ".join(t.split()) for t in joined.to_pylist()]
+    titles = [(t or "").strip() for t in _column(table, "title", "")]
+    descriptions = [(d or "").strip() for d in _column(table, "description", "")]
+    return [video_text(t, g, d) for t, g, d in zip(titles, _tag_lists(table), descriptions)]
 
 
 class ShardLabeller:
     """Turns one Arrow batch of input rows into annotation rows; holds the ONNX sessions."""
 
-    def __init__(self, model: str | Path, *, threads: int | None = None) -> None:
+    def __init__(self, model: str | Path, *, threads: int | None = None, run_id: str = "") -> None:
         self.student = Student(model, threads=threads)
         self.threads = threads
-        self.run_id = f"label-{self.student.version}"
+        self.run_id = run_id
         self._encoder = None
 
     def columns(self, schema: pa.Schema) -> list[str]:
@@ -162,9 +164,9 @@ def label_shard(labeller: ShardLabeller, job: ShardJob, batch_rows: int, advance
 _WORKER: ShardLabeller | None = None
 
 
-def _init_worker(model: str, threads: int) -> None:
+def _init_worker(model: str, threads: int, run_id: str) -> None:
     global _WORKER
-    _WORKER = ShardLabeller(model, threads=threads)
+    _WORKER = ShardLabeller(model, threads=threads, run_id=run_id)
 
 
 def _work(job: ShardJob, batch_rows: int) -> int:
@@ -173,7 +175,8 @@ def _work(job: ShardJob, batch_rows: int) -> int:
 
 
 def label_local(
-    model: str | Path, jobs: Sequence[ShardJob], *, workers: int | None, batch_rows: int, advance: Callable[[int], None] | None = None
+    model: str | Path, jobs: Sequence[ShardJob], *, workers: int | None, batch_rows: int, run_id: str = "",
+    advance: Callable[[int], None] | None = None,
 ) -> int:
     """One process per worker, each with its own ONNX sessions; ``workers=None``: one per core for big
     jobs, else one process using every core as ONNX Runtime threads."""
@@ -182,12 +185,11 @@ def label_local(
         workers = cores if sum(job.rows for job in jobs) >= MIN_ROWS_FOR_PROCESSES else 1
     workers = max(1, min(workers, len(jobs)))
     if workers == 1:
-        labeller = ShardLabeller(model, threads=cores)
+        labeller = ShardLabeller(model, threads=cores, run_id=run_id)
         return sum(label_shard(labeller, job, batch_rows, advance) for job in jobs)
-    context = multiprocessing.get_context("spawn")
     threads = max(1, cores // workers)
     total = 0
-    with futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(str(model), threads)) as pool:
+    with process_pool(workers, _init_worker, (str(model), threads, run_id)) as pool:
         pending = {pool.submit(_work, job, batch_rows): job for job in jobs}
         for done in futures.as_completed(pending):
             rows = done.result()
@@ -200,8 +202,8 @@ def label_local(
 class _RayLabeller:
     """The actor: one ``ShardLabeller`` per actor; keeps each row's input shard for partitioning."""
 
-    def __init__(self, model: str, threads: int) -> None:
-        self.labeller = ShardLabeller(model, threads=threads)
+    def __init__(self, model: str, threads: int, run_id: str) -> None:
+        self.labeller = ShardLabeller(model, threads=threads, run_id=run_id)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         shards = batch.column("path").combine_chunks()
@@ -219,13 +221,19 @@ def label_ray(
     concurrency: int,
     batch_rows: int,
     wave: int,
+    run_id: str = "",
     advance: Callable[[int], None] | None = None,
 ) -> int:
     """``read_parquet -> map_batches(actor pool) -> write_parquet`` per wave of shards, then finalise each shard."""
-    import ray
+    with ray_session():
+        return _label_waves(model, jobs, out, concurrency=concurrency, batch_rows=batch_rows, wave=wave,
+                            run_id=run_id, advance=advance)
 
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+
+def _label_waves(model, jobs, out: Path, *, concurrency: int, batch_rows: int, wave: int, run_id: str, advance) -> int:
+    import ray
+    import ray.data
+
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     cores = float(ray.cluster_resources().get("CPU", 1))
@@ -245,7 +253,7 @@ def label_ray(
         dataset = reads[0].union(*reads[1:]) if len(reads) > 1 else reads[0]
         dataset = dataset.map_batches(
             _RayLabeller,
-            fn_constructor_kwargs={"model": str(model), "threads": threads},
+            fn_constructor_kwargs={"model": str(model), "threads": threads, "run_id": run_id},
             compute=ray.data.ActorPoolStrategy(size=concurrency),
             num_cpus=actor_cpus,
             batch_size=batch_rows,
@@ -266,26 +274,25 @@ def label_ray(
     return total
 
 
-def _claim(out: Path, version: str, replace: bool) -> None:
+def _claim(out: Artifact, version: str, replace: bool) -> None:
     """Bind OUT to one student version before any shard is written, so a resume never mixes students."""
-    marker = out / "_student.json"
-    owner = json.loads(marker.read_text())["student_version"] if marker.exists() else None
-    parts = sorted(out.glob("*.parquet"))
+    owner = out.manifest().lineage.get("student_version") if out.exists() else None
+    parts = sorted(out.path.glob("*.parquet"))
     if parts and owner != version:
         if not replace:
             raise ConfigError(
-                f"{out} holds labels by student {owner or 'of unknown version'}, not {version}: "
+                f"{out.path} holds labels by student {owner or 'of unknown version'}, not {version}: "
                 "pass --replace to relabel it, or choose another --out"
             )
         for part in parts:
             part.unlink()
-    atomic_write_text(marker, json.dumps({"student_version": version}))
 
 
 def label(
     model: str | Path,
     videos: str | Sequence[str],
-    out: str | Path,
+    out: Artifact,
+    stamp: Stamp,
     *,
     engine: str = "local",
     workers: int | None = None,
@@ -294,21 +301,32 @@ def label(
     replace: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
-    """Label every pending shard; returns counts, throughput and lineage (also written to OUT/_label.json).
+    """Label every pending shard of ``videos`` (Parquet globs) into the annotations artifact ``out``.
 
-    OUT belongs to one student version: resuming with another student is refused, unless
-    ``replace`` deletes the other student's shards first.
+    Returns counts, throughput and lineage (also the artifact's metadata).
     """
     if engine not in ENGINES:
         raise ConfigError(f"--engine must be one of {ENGINES}, got {engine!r}")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob(".*.tmp"):
-        stale.unlink()
-    student = json.loads((Path(model) / "student.json").read_text())
-    _claim(out, student["version"], replace)
-    jobs = plan(videos, out)
-    pending = [job for job in jobs if not job.target.exists()]
+    student = Student(model, threads=1)
+    _claim(out, student.version, replace)
+    jobs = plan(videos, out.path)
+    stamp.lineage = {"source": "student", "model": f"student-{student.version}", "student_version": student.version,
+                     "prompt_version": student.lineage.get("prompt_version", ""),
+                     "taxonomy_version": student.state["taxonomy_version"], **(stamp.lineage or {})}
+    with out.update(stamp) as directory:
+        for stale in directory.glob(".*.tmp"):
+            stale.unlink()
+        pending = [job for job in jobs if not job.target.exists()]
+        summary = _run(model, pending, directory, engine=engine, workers=workers, batch_rows=batch_rows, wave=wave,
+                       run_id=stamp.run_id, progress=progress)
+        summary.update(engine=engine, model=str(model), student_version=student.version, shards=len(jobs),
+                       shards_skipped=len(jobs) - len(pending), shards_labelled=len(pending),
+                       annotations=summary["videos"] * len(student.attributes), out=str(directory))
+        stamp.meta = summary
+    return summary
+
+
+def _run(model, pending: list[ShardJob], directory: Path, *, engine, workers, batch_rows, wave, run_id, progress) -> dict:
     total_rows = sum(job.rows for job in pending)
     done = 0
 
@@ -320,23 +338,10 @@ def label(
 
     started = time.perf_counter()
     if engine == "local":
-        rows = label_local(model, pending, workers=workers, batch_rows=batch_rows, advance=advance)
+        rows = label_local(model, pending, workers=workers, batch_rows=batch_rows, run_id=run_id, advance=advance)
     else:
         concurrency = workers or os.cpu_count() or 1
-        rows = label_ray(model, pending, out, concurrency=concurrency, batch_rows=batch_rows, wave=wave, advance=advance)
+        rows = label_ray(model, pending, directory, concurrency=concurrency, batch_rows=batch_rows, wave=wave,
+                         run_id=run_id, advance=advance)
     elapsed = time.perf_counter() - started
-    summary = {
-        "engine": engine,
-        "model": str(model),
-        "student_version": student["version"],
-        "shards": len(jobs),
-        "shards_skipped": len(jobs) - len(pending),
-        "shards_labelled": len(pending),
-        "videos": rows,
-        "annotations": rows * len(student["attributes"]),
-        "elapsed_s": elapsed,
-        "videos_per_s": rows / elapsed if elapsed > 0 and rows else 0.0,
-        "out": str(out),
-    }
-    (out / "_label.json").write_text(json.dumps(summary, indent=2))
-    return summary
+    return {"videos": rows, "elapsed_s": elapsed, "videos_per_s": rows / elapsed if elapsed > 0 and rows else 0.0}

@@ -26,11 +26,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import NotFittedError
+from ..artifacts import KINDS, Artifact, Stamp, artifacts_of
+from ..distill.student import Student
+from ..shards import embedding_array
 from ..workspace import Workspace
-from .features import embedding_array
 from .label import label
-from .student import student_dir
+from .session import ray_session
 
 GOAL_VIDEOS_PER_S = 1e9 / 86_400  # the goal, 10^9 videos/day: ~11,574/s
 SECONDS_PER_DAY = 86_400
@@ -66,7 +67,7 @@ def _text_shards(directory: Path, frame: pd.DataFrame, shards: int) -> None:
 
 
 def _timed_label(model: Path, videos: str, out: Path, **kwargs) -> float:
-    summary = label(model, videos, out, **kwargs)
+    summary = label(model, videos, Artifact(KINDS["annotations"], out), Stamp("bench"), **kwargs)
     return summary["videos"] / summary["elapsed_s"]
 
 
@@ -153,9 +154,9 @@ def run_label_bench(
     from ..encoder import MiniLMEncoder, workspace_encoder
 
     say = progress or (lambda message: None)
-    model = student_dir(workspace)
-    if not (model / "student.json").exists():
-        raise NotFittedError(f"{model}: no student; run 'vibeset silver' and 'vibeset distill' first")
+    student_artifact = artifacts_of(workspace).get("student")
+    student_artifact.complete_manifest()
+    model = student_artifact.path
     catalog = workspace.catalog
     cores = os.cpu_count() or 1
     result: dict = {"cores": cores, "rows": rows, "texts": texts}
@@ -187,8 +188,6 @@ def run_label_bench(
         result["end_to_end_vs_encoder_ratio"] = end_to_end / encoder_rate
 
         say("baseline: sentence-transformers fp32 + scikit-learn heads")
-        from .student import Student
-
         # The heads learn what our student says on 2,000 catalog videos (fitting is not timed).
         student = Student(model)
         train = catalog.frame.sample(n=min(2000, len(catalog)), random_state=1)
@@ -202,14 +201,10 @@ def run_label_bench(
         result["ours_vs_baseline_ratio"] = end_to_end / result["baseline_videos_per_s"]
 
         if ray:
-            import ray as ray_module
-
             say("Ray: starting a local instance")
             started = time.perf_counter()
-            ray_module.init(num_cpus=cores, include_dashboard=False, log_to_driver=False, configure_logging=False,
-                            object_store_memory=512 * 2**20)
-            result["ray_init_s"] = time.perf_counter() - started
-            try:
+            with ray_session(cores):
+                result["ray_init_s"] = time.perf_counter() - started
                 say("(a) stored embeddings, Ray")
                 result["ray_stored_embeddings_videos_per_s"] = _timed_label(
                     model, str(root / "stored" / "*.parquet"), root / "ray-stored", engine="ray", wave=64
@@ -218,15 +213,13 @@ def run_label_bench(
                 result["ray_end_to_end_videos_per_s"] = _timed_label(
                     model, str(root / "text" / "*.parquet"), root / "ray-text", engine="ray", wave=64
                 )
-            finally:
-                ray_module.shutdown()
         if scale_rows:
             say(f"peak memory: writing {scale_rows:,} rows")
             _stored_shards(root / "scale", ids, tags, text, scale_rows, per_shard=50_000)
-            (root / "scale-out").mkdir()
             say(f"peak memory: labelling {scale_rows:,} rows")
             command = [sys.executable, "-m", "vibeset", "label", "--model", str(model),
-                       "--videos", str(root / "scale" / "*.parquet"), "--out", str(root / "scale-out"), "--json"]
+                       "--videos", str(root / "scale" / "*.parquet"), "--out", str(root / "scale-out"),
+                       "--workspace", str(workspace.config_file), "--json"]
             peak, seconds, stdout = peak_memory(command)
             summary = json.loads(stdout)
             if summary["videos"] != scale_rows:

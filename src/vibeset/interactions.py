@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import ConfigError, DataError
-from ..tables import read_table, require_columns
-from ..workspace import InteractionColumns, Workspace
+from .errors import ConfigError, DataError
+from .tables import read_table, require_columns
+from .workspace import InteractionColumns, Workspace
 
 COLUMNS = ("user_id", "video_id", "rating", "timestamp")
 
