@@ -30,7 +30,7 @@ def test_recommend_get_explicit_shape(client):
     scores = [item["score"] for item in answer["items"]]
     assert scores == sorted(scores, reverse=True)
     for item in answer["items"]:
-        assert set(item) == {"video_id", "title", "score", "attributes"}
+        assert set(item) == {"video_id", "title", "score", "attributes", "lineage"}
         assert "a5" in item["attributes"] and "a4" not in item["attributes"]
 
 

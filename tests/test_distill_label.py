@@ -15,13 +15,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import DATA, REPO, VIBESET
+from conftest import DATA, REPO, VIBESET, write_workspace
 from vibeset.annotation import read_annotations
+from vibeset.artifacts import KINDS, Artifact, Stamp
 from vibeset.distill import mlp
-from vibeset.distill.features import FeatureSpace, embedding_array
-from vibeset.distill.label import label
+from vibeset.distill.features import FeatureSpace
 from vibeset.distill.student import Calibration, save_student
 from vibeset.errors import ConfigError, DataError
+from vibeset.scale import label as labelling
+from vibeset.shards import embedding_array
+
+
+def label(student: Path, videos: str, out: Path, run_id: str = "r1", **options) -> dict:
+    """Label into an annotations artifact at ``out`` (what ``vibeset label --out`` does)."""
+    return labelling.label(student, videos, Artifact(KINDS["annotations"], out), Stamp(run_id), **options)
 
 ATTRIBUTES = ["cosy", "dark", "tense"]
 TAGS = ["Comedy", "Drama", "Horror"]
@@ -43,8 +50,9 @@ def student(tmp_path_factory: pytest.TempPathFactory) -> Path:
     net, _ = mlp.train(blocks, soft, np.ones_like(soft, bool), rng.random(n) < 0.2, mlp.TrainConfig(max_epochs=3, hidden=32))
     onnx_file = mlp.export_onnx(net, space.widths(), root / "tmp.onnx")
     calibration = Calibration(np.ones(3), np.zeros(3), np.full(3, 0.5), "mcc", [True] * 3)
-    return save_student(root / "student", onnx_file=onnx_file, space=space, attributes=ATTRIBUTES, calibration=calibration,
-                        taxonomy_version="t", lineage={"teacher": "test"}, metrics={})
+    save_student(root / "student", onnx_file=onnx_file, space=space, attributes=ATTRIBUTES, calibration=calibration,
+                 taxonomy_version="t", lineage={"teacher": "test", "prompt_version": "p1"}, metrics={})
+    return root / "student"
 
 
 def stored_shards(directory: Path, shards: int, rows: int) -> Path:
@@ -80,17 +88,14 @@ def _sorted(directory: Path) -> pd.DataFrame:
 
 
 def test_local_and_ray_engines_give_identical_labels(student: Path, tmp_path: Path) -> None:
-    import ray
-
     stored_shards(tmp_path / "in", shards=3, rows=300)
     text_shards(tmp_path / "in", shards=1, rows=24)
     local = label(student, str(tmp_path / "in" / "*.parquet"), tmp_path / "local", workers=2, batch_rows=128)
-    ray.init(num_cpus=2, object_store_memory=80 * 2**20, include_dashboard=False, log_to_driver=False)
-    try:
-        remote = label(student, str(tmp_path / "in" / "*.parquet"), tmp_path / "ray", engine="ray", workers=2,
-                       batch_rows=128, wave=2)
-    finally:
-        ray.shutdown()
+    remote = label(student, str(tmp_path / "in" / "*.parquet"), tmp_path / "ray", engine="ray", workers=2,
+                   batch_rows=128, wave=2)
+    import ray
+
+    assert not ray.is_initialized()  # the one Ray session was shut down
     assert local["videos"] == remote["videos"] == 3 * 300 + 24
     a, b = _sorted(tmp_path / "local"), _sorted(tmp_path / "ray")
     assert len(a) == 924 * len(ATTRIBUTES) and not a.duplicated(["video_id", "attribute"]).any()
@@ -99,13 +104,14 @@ def test_local_and_ray_engines_give_identical_labels(student: Path, tmp_path: Pa
     assert sorted(p.name for p in (tmp_path / "ray").iterdir() if not p.name.startswith("_")) == sorted(
         p.name for p in (tmp_path / "local").iterdir() if not p.name.startswith("_"))
     assert a["label"].any() and not a["label"].all()
-    assert set(a["source"]) == {"student"} and a["run_id"].iloc[0] == f"label-{json.loads((student / 'student.json').read_text())['version']}"
+    assert set(a["source"]) == {"student"} and set(a["run_id"]) == {"r1"} and set(a["prompt_version"]) == {"p1"}
 
 
 def test_label_resumes_after_kill_without_loss_or_duplicates(student: Path, tmp_path: Path) -> None:
     text_shards(tmp_path / "in", shards=8, rows=40)
+    workspace = write_workspace(tmp_path / "ws", tmp_path / "art")
     command = [*VIBESET, "label", "--model", str(student), "--videos", str(tmp_path / "in" / "*.parquet"),
-               "--out", str(tmp_path / "out"), "--workers", "1", "--batch-rows", "8", "--json"]
+               "--out", str(tmp_path / "out"), "--workers", "1", "--batch-rows", "8", "--workspace", str(workspace), "--json"]
     process = subprocess.Popen(command, cwd=REPO, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not list((tmp_path / "out").glob("text-*.parquet")):

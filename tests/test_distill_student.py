@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 
 from conftest import DATA, run_cli, write_workspace
+from vibeset.annotate.silver import load_silver, sample_catalog, stratified_sample
+from vibeset.artifacts import artifacts_of
 from vibeset.distill import mlp
-from vibeset.distill.silver import load_silver, sample_catalog, silver_dir, stratified_sample
 from vibeset.distill.student import Student, calibrate, load_student
 from vibeset.errors import DataError
 from vibeset.golden import workspace_golden
@@ -34,29 +35,32 @@ def small_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def distilled(small_workspace: Path) -> dict:
+    before = run_cli("run", "--only", "golden", "--only", "embed", "--only", "cf", "--only", "teacher", workspace=small_workspace)
+    assert before.returncode == 0, before.stderr
     silver = run_cli("silver", "--sample", "250", "--json", workspace=small_workspace)
     assert silver.returncode == 0, silver.stderr
-    result = run_cli("distill", "--no-ablation", "--bootstrap", "20", workspace=small_workspace)
+    result = run_cli("distill", "--router", "--bootstrap", "20", workspace=small_workspace)
     assert result.returncode == 0, result.stderr
     ws = load_workspace(small_workspace)
     return {"silver": json.loads(silver.stdout), "stdout": result.stdout, "ws": ws,
-            "report": json.loads((ws.artifacts / "distill" / "report.json").read_text())}
+            "report": artifacts_of(ws).get("student").read_json("report.json")}
 
 
-def test_silver_sample_is_stratified_excludes_golden_test_and_resumes(distilled: dict) -> None:
+def test_silver_reads_the_teachers_labels_excludes_golden_test_and_is_stable(distilled: dict) -> None:
     ws = distilled["ws"]
-    sample = sample_catalog(ws, 250)
+    sample = sample_catalog(ws, 250, exclude=set(workspace_golden(ws).split("test").pairs["video_id"]))
     test_videos = set(workspace_golden(ws).split("test").pairs["video_id"])
     assert len(sample.video_ids) == 250 and not set(sample.video_ids) & test_videos
-    frame, manifest = load_silver(silver_dir(ws, "zero-shot"))
-    assert manifest["status"] == "complete" and frame["video_id"].nunique() == 250
+    artifact = artifacts_of(ws).get("silver", "zero-shot")
+    frame, meta = load_silver(artifact)
+    assert frame["video_id"].nunique() == 250 and set(frame["video_id"]) == set(sample.video_ids)
+    assert meta["copied_videos"] == 250 and meta["annotated_videos"] == 0  # read from the teacher, not run again
     assert frame["score"].between(0, 1).all() and frame["score"].nunique() > 100  # confidences kept, not just labels
-    part = next(silver_dir(ws, "zero-shot").glob("part-*.parquet"))
-    before = part.stat().st_mtime_ns
+    teacher = artifacts_of(ws).annotations("zero-shot").manifest()
+    assert artifact.manifest().inputs["teacher"] == teacher.content_id
+    before = artifact.manifest().content_id
     again = run_cli("silver", "--sample", "250", "--json", workspace=ws.root)
-    assert again.returncode == 0 and part.stat().st_mtime_ns == before  # resumed: nothing relabelled
-    clash = run_cli("silver", "--sample", "120", workspace=ws.root)
-    assert clash.returncode == 2 and "silver set" in clash.stderr
+    assert again.returncode == 0 and artifact.manifest().content_id == before  # same inputs, same Silver Set
 
 
 def test_stratified_sample_keeps_every_stratum() -> None:
@@ -74,8 +78,9 @@ def test_distill_prints_teacher_student_crowd_and_saves_lineage(distilled: dict)
     assert 0.5 < report["agreement"]["label_agreement"] <= 1.0
     router = report["router"]
     assert router[0]["teacher_calls_share"] == 0.0 and router[-1]["teacher_calls_share"] == 1.0
-    student = Student(distilled["ws"].artifacts / "models" / "student")
+    student = Student(artifacts_of(distilled["ws"]).get("student").path)
     assert student.lineage["teacher"] == "zero-shot" and student.lineage["feature_groups"] == ["text", "tags", "cf"]
+    assert student.lineage["prompt_version"]  # the teacher's, carried into every label
     assert student.lineage["onnx_parity_max_abs"] < 1e-4
 
 
@@ -127,7 +132,7 @@ def test_serving_does_not_import_torch(distilled: dict) -> None:
     code = (
         "import sys; from vibeset.workspace import load_workspace; from vibeset.distill.student import load_student;"
         "ws = load_workspace(); s = load_student(ws); s.annotate(list(ws.catalog)[:3], ws.taxonomy);"
-        "from vibeset.distill.label import ShardLabeller; print('torch' in sys.modules)"
+        "from vibeset.scale.label import ShardLabeller; print('torch' in sys.modules)"
     )
     import subprocess
     import sys

@@ -4,7 +4,8 @@ import pytest
 from vibeset.catalog import CatalogColumns, catalog_from_frame, load_catalog
 from vibeset.errors import DataError
 from vibeset.evaluation import crowd_pairs, evaluate_crowd
-from vibeset.golden import agreement_report, build_golden, read_judgements, split_of
+from vibeset.golden import agreement_report, build_golden, split_of
+from vibeset.judgements import read_judgements
 from vibeset.taxonomy import parse_taxonomy
 from vibeset.workspace import JudgementColumns, JudgementsConfig
 

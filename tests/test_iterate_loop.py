@@ -10,14 +10,19 @@ import pytest
 
 from conftest import DATA, run_cli, write_workspace
 from llm_server import LLMServer
-from vibeset.annotators import load_or_fit_zero_shot
+from vibeset.annotate.teacher import zero_shot_teacher
+from vibeset.annotators import parse_spec, zero_shot_for
 from vibeset.errors import ConfigError
-from vibeset.iterate import champion, get_run, list_runs, promote, record_run
-from vibeset.iterate.guard import golden_split, uses_of_test_split
+from vibeset.iterate import promote
 from vibeset.iterate.refine import PROPOSAL_SCHEMA, decide, propose, refine_llm_auto, refine_offline
-from vibeset.iterate.registry import Lineage, compare_runs
 from vibeset.llm.config import LLMConfig, Price
+from vibeset.runs import (Lineage, champion, compare_runs, get_run, golden_split, list_runs, record_run, taxonomy_in_use,
+                          uses_of_test_split)
 from vibeset.workspace import load_workspace
+
+
+def zero_shot(ws):
+    return zero_shot_for(ws, parse_spec("zero-shot"), golden_split(ws, "dev"))[0]
 
 PROPOSAL = {
     "definition": "The film leaves a lasting sorrow: loss or grief is the heart of the story, not a passing moment.",
@@ -92,7 +97,7 @@ def test_cli_final_evaluation_is_recorded(ws):
 
 def test_offline_round_improves_dev_f1_and_promotes(ws):
     dev = golden_split(ws, "dev")
-    base = load_or_fit_zero_shot(ws)
+    base = zero_shot(ws)
     result = refine_offline(ws, base, ws.taxonomy, dev, max_rounds=1)
     assert result["rounds"][0]["improved"]
     assert result["best_dev_macro_f1"] > result["base_dev_macro_f1"]
@@ -100,14 +105,14 @@ def test_offline_round_improves_dev_f1_and_promotes(ws):
     assert get_run(ws, result["rounds"][0]["run_id"]).lineage.prompt_version == best
     chosen = promote(ws, best[:8])
     assert champion(ws).version == best and chosen.kind == "zero-shot"
-    assert load_or_fit_zero_shot(ws).version == best  # bulk zero-shot now uses the champion
+    assert zero_shot_teacher(ws, taxonomy_in_use(ws), dev).version == best  # bulk zero-shot now uses the champion
     with pytest.raises(ConfigError, match="no taxonomy or zero-shot version"):
         promote(ws, "ffffffffffff")
 
 
 def test_meta_prompt_proposal_accept_writes_new_taxonomy(ws):
     dev = golden_split(ws, "dev")
-    annotations = load_or_fit_zero_shot(ws).annotate(list(ws.catalog.subset(sorted(dev.pairs["video_id"].unique()))), ws.taxonomy)
+    annotations = zero_shot(ws).annotate(list(ws.catalog.subset(sorted(dev.pairs["video_id"].unique()))), ws.taxonomy)
     config = LLMConfig(max_retries=1, backoff_s=0, prices={"refiner": Price(input=1.0, output=2.0)})
     original = (DATA / "taxonomy.yaml").read_text()
     with RefineServer() as server:
@@ -121,7 +126,7 @@ def test_meta_prompt_proposal_accept_writes_new_taxonomy(ws):
     assert record["proposed"]["definition"] == PROPOSAL["definition"] and record["cost_usd"] > 0
     accepted = decide(ws, "sad", "accept")
     path = Path(accepted["taxonomy_path"])
-    assert path.parent == ws.artifacts / "taxonomies" and path.stem == accepted["taxonomy_version"]
+    assert path.parent.parent == ws.artifacts / "taxonomies" and path.parent.name == accepted["taxonomy_version"]
     assert "lasting sorrow" in path.read_text() and (DATA / "taxonomy.yaml").read_text() == original
     with pytest.raises(ConfigError, match="no pending proposal"):
         decide(ws, "sad", "accept")
@@ -145,6 +150,6 @@ def test_llm_auto_mode_respects_the_budget(ws):
     assert result["stopped"] in ("no_improvement", "max_rounds")
     if result["stopped"] == "no_improvement":
         assert not result["rounds"][-1]["improved"]
-    assert (ws.artifacts / "taxonomies" / f"{result['rounds'][0]['version']}.yaml").exists()
+    assert (ws.artifacts / "taxonomies" / result['rounds'][0]['version'] / "taxonomy.yaml").exists()
     with pytest.raises(ConfigError, match="price"):
         refine_llm_auto(ws, "cute", ws.taxonomy, dev, make, LLMConfig(), max_cost=1.0)

@@ -112,4 +112,4 @@ def test_dry_run_and_input_errors(llm_workspace: Path, tmp_path: Path) -> None:
     assert both.returncode == 2 and "exactly one of --videos" in both.stderr
     unknown = run_cli("annotate", "--backend", "claude", "--model", "m", "--videos", str(ids), "--out", str(tmp_path / "o"),
                       workspace=llm_workspace)
-    assert unknown.returncode == 2 and "unknown LLM backend 'claude'" in unknown.stderr
+    assert unknown.returncode == 2 and "--backend must be zero-shot, openai or gemini, not 'claude'" in unknown.stderr

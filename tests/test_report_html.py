@@ -47,17 +47,17 @@ def report(tmp_path_factory: pytest.TempPathFactory, shared_artifacts: Path):
                        "--split", "golden-test", "--limit", "12", "--out", str(llm_dir), "--json",
                        workspace=config, VIBESET_LLM_API_KEY="sk-test")
     assert done.returncode == 0, done.stderr
-    from vibeset.iterate.registry import Lineage, record_run
+    from vibeset.runs import Lineage, record_run
     from vibeset.workspace import load_workspace
 
     ws = load_workspace(config)
     for version, f1 in (("v-base", 0.41), ("v-refined", 0.47)):
         record_run(ws, "iterate", lineage=Lineage(prompt_version=version, golden_split="dev"),
                    metrics={"macro_f1": f1, "macro_f1_ci": [f1 - 0.05, f1 + 0.05]}, duration_s=1.5)
-    out = artifacts / "report.html"
-    result = run_cli("report", str(llm_dir), "--out", str(out), "--bootstrap", "50", "--json", workspace=config)
+    result = run_cli("report", str(llm_dir), "--bootstrap", "50", "--json", workspace=config)
     assert result.returncode == 0, result.stderr
-    return out, json.loads(result.stdout), ws
+    summary = json.loads(result.stdout)
+    return Path(summary["out"]), summary, ws
 
 
 def test_report_has_every_plot(report):

@@ -119,7 +119,8 @@ def test_review_judgement_is_appended(server, page):
     ]
     assert not list((artifacts / "judgements").glob("*.tmp"))
 
-    from vibeset.golden import build_golden, read_judgements
+    from vibeset.golden import build_golden
+    from vibeset.judgements import read_judgements
     from vibeset.reviews import review_judgements
     from vibeset.workspace import load_workspace
 

@@ -14,10 +14,6 @@ EVIL_TITLE = '<script>alert("pwned")</script> Evil & <b>Co</b>'
 
 def small_workspace(root: Path, embeddings: Path) -> Path:
     """Write it under ``root``; ``embeddings`` is a shared encoder cache (filled once per session)."""
-    from vibeset.annotation import write_annotations
-    from vibeset.annotators import load_or_fit_zero_shot
-    from vibeset.retrieval.build import build_workspace_index, index_root
-    from vibeset.workspace import load_workspace
 
     artifacts = root / "out"
     artifacts.mkdir(parents=True, exist_ok=True)
@@ -34,8 +30,12 @@ def small_workspace(root: Path, embeddings: Path) -> Path:
     catalog = pd.concat([catalog, pd.DataFrame([evil])])
     catalog.to_csv(root / "movies.csv", index=False)
     config = write_workspace(root, artifacts, catalog=root / "movies.csv")
+    from vibeset.artifacts import artifacts_of
+    from vibeset.pipeline import run_stage
+    from vibeset.workspace import load_workspace
+
     ws = load_workspace(config)
-    labels = load_or_fit_zero_shot(ws).annotate(list(ws.catalog), ws.taxonomy)
-    write_annotations(labels, artifacts / "annotations" / "zero-shot" / "part-test-00001.parquet")
-    build_workspace_index(ws, artifacts / "annotations" / "zero-shot").save(index_root(ws))
+    for stage in ("golden", "embed", "cf", "teacher"):  # the zero-shot teacher labels the whole slice
+        run_stage(ws, stage)
+    run_stage(ws, "index", options={"labels": artifacts_of(ws).annotations("zero-shot")})
     return config

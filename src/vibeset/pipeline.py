@@ -338,9 +338,11 @@ STAGES: tuple[Stage, ...] = (
     Stage("eval-retrieval", "restricted vs unrestricted retrieval offline",
           lambda ctx: {"index": ctx.artifacts.get("index"), "shards": ctx.artifacts.get("shards"), "golden": ctx.artifacts.get("golden")},
           lambda ctx: {"evaluation": ctx.artifacts.get("retrieval-evaluation")}, _eval_retrieval, _interaction_sources),
-    Stage("report", "the self-contained HTML report",
-          lambda ctx: {"metrics": ctx.artifacts.get("metrics"), "student": ctx.artifacts.get("student"),
-                       "evaluation": ctx.artifacts.get("retrieval-evaluation"), "index": ctx.artifacts.get("index")},
+    Stage("report", "the self-contained HTML report (of the stages that ran)",
+          lambda ctx: {name: artifact for name, artifact in (
+              ("metrics", ctx.artifacts.get("metrics")), ("student", ctx.artifacts.get("student")),
+              ("evaluation", ctx.artifacts.get("retrieval-evaluation")), ("index", ctx.artifacts.get("index")),
+          ) if artifact.exists()},
           lambda ctx: {"report": ctx.artifacts.get("report")}, _report, lambda ctx: {"runs": "registry"}),
 )
 NAMES = tuple(stage.name for stage in STAGES)
