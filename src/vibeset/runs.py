@@ -30,6 +30,7 @@ from typing import Any, Iterator, Mapping
 from .artifacts import Artifact, _alive, artifacts_of
 from .errors import ArtifactError, ConfigError
 from .golden import GoldenSet, workspace_golden
+from .hashing import content_hash
 from .taxonomy import Taxonomy, load_taxonomy
 from .workspace import Workspace
 
@@ -57,7 +58,9 @@ CREATE TABLE IF NOT EXISTS runs (
     host TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at);
-CREATE TABLE IF NOT EXISTS test_access (at REAL NOT NULL, golden_version TEXT NOT NULL, purpose TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS test_uses (
+    at REAL NOT NULL, split_id TEXT NOT NULL, golden_version TEXT NOT NULL, purpose TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS champion (
     promoted_at REAL NOT NULL, version TEXT NOT NULL, kind TEXT NOT NULL, path TEXT NOT NULL, run_id TEXT
 );
@@ -318,6 +321,15 @@ def compare_runs(workspace: Workspace, a: str, b: str) -> dict[str, Any]:
 SPLITS = ("dev", "test")
 
 
+def split_id(workspace: Workspace) -> str:
+    """What names a held-out test split: the split rule over the workspace's judgements file.
+
+    Reviews added in the UI change the golden version but not this: they never reset the count.
+    """
+    config = workspace.require_judgements()
+    return content_hash([config.seed, config.test_fraction, str(workspace.path(config.path))], 12)
+
+
 def golden_split(workspace: Workspace, split: str = "dev", *, final: bool = False, purpose: str = "") -> GoldenSet:
     """The workspace's golden ``split``; 'test' only with ``final=True``, and that use is recorded."""
     if split not in SPLITS:
@@ -325,26 +337,24 @@ def golden_split(workspace: Workspace, split: str = "dev", *, final: bool = Fals
     golden = workspace_golden(workspace)
     if split == "test":
         if not final:
-            used = uses_of_test_split(workspace, golden.version)
             raise ConfigError(
                 "the golden test split is held out for final evaluations: iterate on 'dev' and pass --final "
-                f"for a recorded test evaluation (test split of golden {golden.version} used {used} time(s) so far)"
+                f"for a recorded test evaluation (used {uses_of_test_split(workspace)} time(s) so far)"
             )
         record_test_use(workspace, golden.version, purpose)
     return golden.split(split)
 
 
 def record_test_use(workspace: Workspace, golden_version: str, purpose: str) -> None:
-    """Write down one look at the test split of golden ``golden_version`` (before any label is scored)."""
+    """Write down one look at the test split (before any label is scored)."""
     with connect(workspace) as db:
-        db.execute("INSERT INTO test_access VALUES (?, ?, ?)", (time.time(), golden_version, purpose))
+        db.execute("INSERT INTO test_uses VALUES (?, ?, ?, ?)", (time.time(), split_id(workspace), golden_version, purpose))
 
 
-def uses_of_test_split(workspace: Workspace, golden_version: str | None = None) -> int:
-    """How many times the test split of a golden set (by default the workspace's current one) was handed out."""
-    version = golden_version or workspace_golden(workspace).version
+def uses_of_test_split(workspace: Workspace) -> int:
+    """How many times the workspace's golden test split was handed out (whatever reviews were added since)."""
     with connect(workspace) as db:
-        return int(db.execute("SELECT COUNT(*) FROM test_access WHERE golden_version = ?", (version,)).fetchone()[0])
+        return int(db.execute("SELECT COUNT(*) FROM test_uses WHERE split_id = ?", (split_id(workspace),)).fetchone()[0])
 
 
 # -- the champion ---------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from ..artifacts import artifacts_of
+from ..metrics import fmt
 from ..pipeline import run_stage
 from .app import JsonOption, WorkspaceOption, app, console, fail, print_json, workspace
 from .bench import bench_app
@@ -90,8 +91,7 @@ def serve(
 
 
 def _fmt(metric: dict) -> str:
-    value, (low, high) = metric["value"], metric["ci"]
-    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
+    return fmt(metric["value"], metric["ci"])
 
 
 @app.command("eval-retrieval")

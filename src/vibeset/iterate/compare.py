@@ -23,7 +23,7 @@ from scipy.stats import binom
 from ..catalog import Video
 from ..errors import DataError
 from ..golden import GoldenSet
-from ..metrics import evaluate_pairs
+from ..metrics import bootstrap_weights, evaluate_pairs, percentile_ci
 
 
 def mcnemar_exact(only_a: int, only_b: int) -> float:
@@ -77,8 +77,7 @@ def paired_comparison(frame: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0)
     right_a = frame["pred_a"].to_numpy(dtype=bool) == truth
     right_b = frame["pred_b"].to_numpy(dtype=bool) == truth
 
-    rng = np.random.default_rng(seed)
-    weights = rng.multinomial(len(videos), np.full(len(videos), 1 / len(videos)), size=n_boot).astype(float)
+    weights = bootstrap_weights(len(videos), n_boot, seed)
     boot = {side: np.einsum("bv,vak->bak", weights, c) for side, c in counts.items()}  # (B, A, 3)
     point = {side: c.sum(axis=0) for side, c in counts.items()}  # (A, 3)
 
@@ -90,7 +89,7 @@ def paired_comparison(frame: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0)
             "f1_a": float(f1_a),
             "f1_b": float(f1_b),
             "delta": float(f1_b - f1_a),
-            "delta_ci": [float(np.percentile(finite, 2.5)), float(np.percentile(finite, 97.5))] if finite.size else None,
+            "delta_ci": percentile_ci(finite) if finite.size else None,
             "p_bootstrap": _bootstrap_p(finite),
             "only_a_right": only_a,
             "only_b_right": only_b,
