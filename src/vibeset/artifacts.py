@@ -232,12 +232,26 @@ class Artifact:
 
     @contextlib.contextmanager
     def update(self, stamp: "Stamp") -> Iterator[Path]:
-        """Write in place (a resumable artifact); the manifest says incomplete until the block ends."""
+        """Write in place (a resumable artifact); the manifest says incomplete until the block ends.
+
+        Files a previous complete manifest recorded with another hash are corrupt and removed first,
+        so the writer redoes them; files an interrupted run left (written atomically) are kept.
+        """
         self.path.mkdir(parents=True, exist_ok=True)
         with self.lock():
+            self._drop_corrupt()
             _write_manifest(self.path, self, stamp, complete=False, hash_files=False)
             yield self.path
             _write_manifest(self.path, self, stamp, complete=True)
+
+    def _drop_corrupt(self) -> None:
+        try:
+            recorded = self.manifest().files
+        except ArtifactError:
+            return
+        for name, digest in _files(self.path, self.kind.content).items():
+            if name in recorded and recorded[name] != digest:
+                (self.path / name).unlink()
 
     def remove(self) -> None:
         with self.lock():

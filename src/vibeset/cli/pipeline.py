@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from ..pipeline import NAMES, Outcome, run_pipeline, run_stage, verdict
+from ..runs import taxonomy_in_use
 from .app import JsonOption, WorkspaceOption, app, console, print_json, stdout, workspace
 
 
@@ -30,8 +31,10 @@ def run(
     eval-retrieval -> report. Stages whose inputs did not change are skipped; ends with a verdict."""
     ws = workspace(ws_path)
     if not as_json:
-        stdout.print(f"vibeset run: {ws.config_file} (teacher {ws.config.pipeline.teacher}, artifacts {ws.artifacts})",
-                     highlight=False, markup=False)
+        taxonomy = taxonomy_in_use(ws)
+        whose = "the workspace's" if taxonomy.version == ws.taxonomy.version else "promoted"
+        stdout.print(f"vibeset run: {ws.config_file}: teacher {ws.config.pipeline.teacher}, taxonomy {taxonomy.version} "
+                     f"({whose}), artifacts {ws.artifacts}", highlight=False, markup=False)
     outcomes, run_id = run_pipeline(ws, start=start, only=only, force=force,
                                     report=None if as_json else lambda o: stdout.print(_line(o), highlight=False, markup=False))
     lines = verdict(ws)
