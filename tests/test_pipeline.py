@@ -154,3 +154,153 @@ def test_a_promoted_taxonomy_is_what_the_next_run_annotates_with(first_run: dict
     assert client.get("/attributes").json()["attributes"][0]["name"]
     served = client.get(f"/videos/{teacher['video_id'].iloc[0]}").json()
     assert served["lineage"]["teacher"]["taxonomy_version"] == edited.version
+
+
+# -- corrupt artifacts: one line naming the file, exit 2, never a traceback ------------------------------
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: max(1, path.stat().st_size // 3)])
+
+
+def garble(path: Path) -> None:
+    path.write_bytes(b"\x00\xffnot what this file should hold {[" * 8)
+
+
+USER = "1"
+CORRUPTIONS = [
+    ("shards/catalog-00000.parquet", truncate, ["label", "--replace"]),
+    ("shards/artifact.json", garble, ["distill"]),
+    ("models/student/student.onnx", garble, ["label", "--replace"]),
+    ("models/student/student.json", garble, ["label", "--replace"]),
+    ("models/cf/item_factors.npy", truncate, ["index", "build"]),
+    ("models/cf/items.parquet", garble, ["index", "build"]),
+    ("models/zero-shot/zeroshot.json", garble, ["evaluate", "-a", "zero-shot"]),
+    ("annotations/zero-shot/part-zero-shot.parquet", truncate, ["silver"]),
+    ("annotations/student/catalog-00000.parquet", truncate, ["index", "build"]),
+    ("annotations/student/artifact.json", garble, ["index", "build"]),
+    ("silver/zero-shot/part-teacher.parquet", truncate, ["distill"]),
+    ("golden/artifact.json", garble, ["silver"]),
+    ("index/versions/*/item_factors.npy", truncate, ["recommend", "--user", USER]),
+    ("index/versions/*/manifest.json", garble, ["recommend", "--user", USER]),
+    ("index/versions/*/annotations.parquet", truncate, ["recommend", "--user", USER]),
+    ("index/CURRENT", garble, ["eval-retrieval"]),
+    ("metrics/metrics.json", garble, ["report"]),
+    ("retrieval/evaluation.json", garble, ["report"]),
+    ("runs.sqlite", garble, ["runs", "list"]),
+    ("embeddings/embeddings.sqlite", garble, ["embed"]),
+]
+
+
+@pytest.mark.parametrize("relative, damage, verb", CORRUPTIONS, ids=[f"{c[0]}:{c[1].__name__}" for c in CORRUPTIONS])
+def test_a_corrupt_artifact_is_one_line_naming_the_file(first_run, pipeline_ws, tmp_path, relative, damage, verb) -> None:
+    config = copy_of(pipeline_ws, tmp_path)
+    embeddings = tmp_path / "out" / "embeddings"
+    if relative.startswith("embeddings/"):  # the copy shares the session's cache: give it its own first
+        target = embeddings.resolve()
+        embeddings.unlink()
+        shutil.copytree(target, embeddings)
+    (path,) = list((tmp_path / "out").glob(relative))
+    damage(path)
+    result = run_cli(*verb, workspace=config)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    message = result.stderr.strip()
+    assert "Traceback" not in result.stderr and message.count("\n") == 0, result.stderr
+    assert message.startswith("error: ") and str(path) in message, message
+
+
+# -- one writer at a time ----------------------------------------------------------------------------------
+def test_a_second_writer_is_refused_naming_the_holder_and_a_dead_holders_lock_is_taken_over(first_run, pipeline_ws, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    config = copy_of(pipeline_ws, tmp_path)
+    artifact = artifacts_of(load_workspace(config)).annotations("zero-shot")
+    args = ["annotate", "--backend", "zero-shot", "--split", "golden-dev", "--out", str(artifact.path)]
+    with artifact.lock("a test holding the lock"):
+        refused = run_cli(*args, workspace=config)
+    assert refused.returncode == 2
+    assert f"{artifact.path} is being written by pid {os.getpid()}" in refused.stderr and "a test holding the lock" in refused.stderr
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from vibeset.artifacts import Artifact, KINDS; from pathlib import Path\n"
+        f"a = Artifact(KINDS['annotations'], Path({str(artifact.path)!r}))\n"
+        "with a.lock('doomed'):\n    print('held', flush=True); time.sleep(60)")], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait()
+    taken = run_cli(*args, workspace=config)
+    assert taken.returncode == 0, taken.stderr
+
+
+def test_two_llm_writers_at_once_leave_one_run_and_no_duplicates(first_run, pipeline_ws, tmp_path):
+    import subprocess
+
+    from conftest import REPO, VIBESET
+    from llm_server import LLMServer
+
+    config = copy_of(pipeline_ws, tmp_path)
+    out = tmp_path / "llm"
+    with LLMServer(delay=0.3) as server:  # the first writer takes ~20 s
+        args = [*VIBESET, "annotate", "--backend", "openai", "--model", "m", "--base-url", server.base_url,
+                "--split", "golden-dev", "--out", str(out), "--concurrency", "2", "--workspace", str(config)]
+        env = {**__import__("os").environ, "VIBESET_LLM_API_KEY": "sk-test", "VIBESET_PROGRESS": "0"}
+        first = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        import time
+
+        deadline = time.monotonic() + 60
+        while not (out / "artifact.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+        _, first_err = first.communicate(timeout=300)
+    assert second.returncode == 2 and "is being written by pid" in second.stderr
+    assert first.returncode == 0, first_err
+    labels = read_annotations(artifacts_of(load_workspace(config)).at(out))
+    assert not labels.duplicated(["video_id", "attribute"]).any()
+
+
+# -- no orphans after the driver is killed --------------------------------------------------------------
+def _processes() -> dict[int, tuple[int, str]]:
+    from vibeset.scale.reaper import _processes as table
+
+    return table()
+
+
+def test_a_killed_label_run_leaves_no_worker_or_ray_process(first_run, pipeline_ws, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from conftest import REPO, VIBESET
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    config = copy_of(pipeline_ws, tmp_path)
+    movies = pd.read_csv(DATA / "movies.csv", dtype=str).dropna(subset=["overview"]).head(800)
+    (tmp_path / "in").mkdir()
+    for number in range(8):  # text shards: encoding keeps the workers busy long enough to be killed
+        part = movies.iloc[number * 100 : (number + 1) * 100]
+        pq.write_table(pa.table({"video_id": list(part["movieId"]), "title": list(part["title"]),
+                                 "tags": list(part["genres"]), "description": list(part["overview"])}),
+                       tmp_path / "in" / f"text-{number}.parquet")
+    for engine, marker in (("local", "multiprocessing"), ("ray", "/tmp/ray/session_")):
+        before = set(_processes())
+        process = subprocess.Popen([*VIBESET, "label", "--replace", "--engine", engine, "--workers", "2",
+                                    "--videos", str(tmp_path / "in" / "*.parquet"),
+                                    "--batch-rows", "16", "--out", str(tmp_path / engine), "--workspace", str(config)],
+                                   cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline, spawned = time.monotonic() + 90, set()
+        while time.monotonic() < deadline and not spawned:
+            spawned = {pid for pid, (_, cmd) in _processes().items() if pid not in before and marker in cmd}
+            time.sleep(0.2)
+        assert spawned, f"the {engine} engine started no worker"
+        os.kill(process.pid, signal.SIGKILL)  # the driver only: its process group lives on
+        process.wait()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            alive = {pid for pid, (_, cmd) in _processes().items() if pid not in before and marker in cmd}
+            if not alive:
+                break
+            time.sleep(0.5)
+        assert not alive, f"{engine}: orphans left: {[_processes().get(p) for p in alive]}"

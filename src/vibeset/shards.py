@@ -68,10 +68,13 @@ def write_shards(catalog: Catalog, encoder: Encoder, artifact: Artifact, stamp: 
 
 
 def shard_files(artifact: Artifact) -> list[Path]:
+    """The shard files, each checked to open as Parquet (a truncated one is an error naming it)."""
     artifact.complete_manifest()
     files = sorted(artifact.path.glob(PATTERN))
     if not files:
         raise artifact.error(artifact.path, "holds no catalog shards")
+    for file in files:
+        artifact.read(file.name, pq.ParquetFile)
     return files
 
 

@@ -71,8 +71,15 @@ def plan(videos: str | Sequence[str], out: str | Path) -> list[ShardJob]:
         if source.stem in stems:
             raise DataError(f"input shards {stems[source.stem]} and {source} share the name {source.stem!r}; outputs would collide")
         stems[source.stem] = source
-        jobs.append(ShardJob(source, out / f"{source.stem}.parquet", pq.ParquetFile(source).metadata.num_rows))
+        jobs.append(ShardJob(source, out / f"{source.stem}.parquet", _rows(source)))
     return jobs
+
+
+def _rows(source: Path) -> int:
+    try:
+        return pq.ParquetFile(source).metadata.num_rows
+    except (OSError, ValueError, pa.ArrowException) as err:
+        raise DataError(f"{source}: not a readable Parquet shard ({str(err).splitlines()[0][:160]})") from err
 
 
 def _column(table: pa.Table, name: str, default: object) -> list:

@@ -25,15 +25,18 @@ OBJECT_STORE_BYTES = 96 * 2**20
 _PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> None:
-    """Linux: SIGKILL this process when the process that started it dies (no-op elsewhere)."""
+def die_with_parent(parent: int) -> None:
+    """Linux: SIGKILL this process when ``parent`` dies (no-op elsewhere). A parent that died while
+    this process was still starting is noticed here: the process exits at once."""
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            os._exit(1)
 
 
-def _initialise(initializer: Callable[..., None] | None, args: tuple) -> None:
-    die_with_parent()
+def _initialise(parent: int, initializer: Callable[..., None] | None, args: tuple) -> None:
+    die_with_parent(parent)
     if initializer is not None:
         initializer(*args)
 
@@ -43,7 +46,8 @@ def process_pool(
 ) -> futures.ProcessPoolExecutor:
     """A spawn-context pool whose workers die with the driver."""
     return futures.ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_initialise, initargs=(initializer, initargs)
+        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_initialise,
+        initargs=(os.getpid(), initializer, initargs),
     )
 
 
