@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,3 +62,38 @@ def run_cli(*args: str, workspace: Path | None = None, check: bool = False, time
     return subprocess.run(
         [*VIBESET, *args], capture_output=True, text=True, env=full_env, timeout=timeout, check=check, cwd=REPO
     )
+
+
+PIPELINE = "\n[pipeline]\nsilver_sample = 200\n"
+
+
+@pytest.fixture(scope="session")
+def pipeline_ws(tmp_path_factory: pytest.TempPathFactory, shared_artifacts: Path) -> Path:
+    """The bundled data cut to 400 movies (300 judged), its embeddings cache shared with the session."""
+    root = tmp_path_factory.mktemp("pipeline")
+    movies = pd.read_csv(DATA / "movies.csv", dtype=str)
+    movies = movies[movies["overview"].fillna("").str.len() > 0]
+    judged = set(pd.read_csv(DATA / "survey.csv", dtype=str)["movieId"])
+    keep = pd.concat([movies[movies["movieId"].isin(judged)].head(300), movies[~movies["movieId"].isin(judged)].head(100)])
+    keep.to_csv(root / "movies.csv", index=False)
+    (root / "out").mkdir()
+    (shared_artifacts / "embeddings").mkdir(parents=True, exist_ok=True)
+    (root / "out" / "embeddings").symlink_to(shared_artifacts / "embeddings", target_is_directory=True)
+    config = write_workspace(root, root / "out", catalog=root / "movies.csv")
+    config.write_text(config.read_text() + PIPELINE)
+    return config
+
+
+@pytest.fixture(scope="session")
+def first_run(pipeline_ws: Path) -> dict:
+    result = run_cli("run", "--json", workspace=pipeline_ws)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def copy_of(config: Path, target: Path) -> Path:
+    """Another workspace with the same inputs and a copy of the artifacts (for tests that change things)."""
+    shutil.copytree(config.parent / "out", target / "out", symlinks=True)
+    text = config.read_text().replace(str(config.parent / "out"), str(target / "out"))
+    (target / "vibeset.toml").write_text(text)
+    return target / "vibeset.toml"

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import DATA, run_cli, write_workspace
+from conftest import DATA, PIPELINE, copy_of, run_cli
 from vibeset.annotate.versions import save_taxonomy
 from vibeset.annotation import read_annotations
 from vibeset.artifacts import artifacts_of
@@ -20,41 +20,6 @@ from vibeset.pipeline import NAMES
 from vibeset.runs import get_run, list_runs
 from vibeset.serve import create_app
 from vibeset.workspace import load_workspace
-
-PIPELINE = "\n[pipeline]\nsilver_sample = 200\n"
-
-
-@pytest.fixture(scope="module")
-def pipeline_ws(tmp_path_factory: pytest.TempPathFactory, shared_artifacts: Path) -> Path:
-    """The bundled data cut to 400 movies (300 judged), its embeddings cache shared with the session."""
-    root = tmp_path_factory.mktemp("pipeline")
-    movies = pd.read_csv(DATA / "movies.csv", dtype=str)
-    movies = movies[movies["overview"].fillna("").str.len() > 0]
-    judged = set(pd.read_csv(DATA / "survey.csv", dtype=str)["movieId"])
-    keep = pd.concat([movies[movies["movieId"].isin(judged)].head(300), movies[~movies["movieId"].isin(judged)].head(100)])
-    keep.to_csv(root / "movies.csv", index=False)
-    (root / "out").mkdir()
-    (shared_artifacts / "embeddings").mkdir(parents=True, exist_ok=True)
-    (root / "out" / "embeddings").symlink_to(shared_artifacts / "embeddings", target_is_directory=True)
-    config = write_workspace(root, root / "out", catalog=root / "movies.csv")
-    config.write_text(config.read_text() + PIPELINE)
-    return config
-
-
-@pytest.fixture(scope="module")
-def first_run(pipeline_ws: Path) -> dict:
-    result = run_cli("run", "--json", workspace=pipeline_ws)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
-
-
-def copy_of(config: Path, target: Path) -> Path:
-    """Another workspace with the same inputs and a copy of the artifacts (for tests that change things)."""
-    shutil.copytree(config.parent / "out", target / "out", symlinks=True)
-    text = config.read_text().replace(str(config.parent / "out"), str(target / "out"))
-    (target / "vibeset.toml").write_text(text)
-    return target / "vibeset.toml"
-
 
 def statuses(result: dict) -> dict[str, str]:
     return {stage["stage"]: stage["status"] for stage in result["stages"]}

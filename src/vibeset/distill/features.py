@@ -54,28 +54,12 @@ def lookup_table(path: Path) -> tuple[pd.Index, np.ndarray]:
     return ids, flat.reshape(len(ids), width or (len(flat) // max(len(ids), 1)))
 
 
-def writelookup_table(path: Path, ids: Sequence[str], vectors: np.ndarray) -> Path:
+def write_lookup_table(path: Path, ids: Sequence[str], vectors: np.ndarray) -> Path:
     """video_id + fixed-size float32 embedding, the layout lookups and stored embeddings share."""
     path.parent.mkdir(parents=True, exist_ok=True)
     table = pa.table({"video_id": pa.array([str(i) for i in ids], pa.string()), "embedding": embedding_array(vectors)})
     pq.write_table(table, path)
     return path
-
-
-def embedding_array(vectors: np.ndarray) -> pa.FixedSizeListArray:
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    return pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
-
-
-def embeddings_from_column(column: pa.ChunkedArray | pa.Array, dim: int) -> np.ndarray:
-    """A list / fixed-size-list float column as an (n, dim) float32 matrix; errors name the shape."""
-    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    if array.null_count:
-        raise DataError(f"embedding column has {array.null_count} null rows; expected one {dim}-d vector per row")
-    flat = array.flatten().to_numpy(zero_copy_only=False)
-    if flat.size != len(array) * dim:
-        raise DataError(f"embedding column holds {flat.size} values for {len(array)} rows; expected {dim} per row")
-    return flat.astype(np.float32, copy=False).reshape(len(array), dim)
 
 
 @dataclass
@@ -159,9 +143,9 @@ class FeatureSpace:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         if "cf" in self.groups:
-            writelookup_table(directory / "cf_items.parquet", list(self.cf_ids), self.cf_factors)
+            write_lookup_table(directory / "cf_items.parquet", list(self.cf_ids), self.cf_factors)
         if "frames" in self.groups:
-            writelookup_table(directory / "frame_items.parquet", list(self.frame_ids), self.frame_vectors)
+            write_lookup_table(directory / "frame_items.parquet", list(self.frame_ids), self.frame_vectors)
         manifest = {
             "groups": list(self.groups),
             "widths": self.widths(),
