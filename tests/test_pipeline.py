@@ -269,3 +269,18 @@ def test_a_killed_label_run_leaves_no_worker_or_ray_process(first_run, pipeline_
                 break
             time.sleep(0.5)
         assert not alive, f"{engine}: orphans left: {[_processes().get(p) for p in alive]}"
+
+
+def test_zero_shot_labels_of_a_few_videos_join_the_others(first_run, pipeline_ws, tmp_path) -> None:
+    config = copy_of(pipeline_ws, tmp_path)
+    ws = load_workspace(config)
+    artifact = artifacts_of(ws).annotations("zero-shot")
+    before = read_annotations(artifact)
+    ids = tmp_path / "ids.txt"
+    ids.write_text("\n".join(list(ws.catalog.ids)[:10]) + "\n")
+    result = run_cli("annotate", "--backend", "zero-shot", "--videos", str(ids), workspace=config)
+    assert result.returncode == 0, result.stderr
+    after = read_annotations(artifact)
+    assert after["video_id"].nunique() == before["video_id"].nunique() == 400  # 10 relabelled, none lost
+    pd.testing.assert_frame_equal(after.drop(columns="run_id").sort_values(["video_id", "attribute"]).reset_index(drop=True),
+                                  before.drop(columns="run_id").sort_values(["video_id", "attribute"]).reset_index(drop=True))

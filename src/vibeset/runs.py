@@ -256,8 +256,14 @@ def _run(row: sqlite3.Row) -> Run:
     )
 
 
+def _registry_exists(workspace: Workspace) -> bool:
+    return artifacts_of(workspace).place("runs").exists()
+
+
 def list_runs(workspace: Workspace, *, kind: str | None = None, limit: int | None = 50) -> list[Run]:
-    """Most recent first; ``kind`` filters; ``limit`` None lists all."""
+    """Most recent first; ``kind`` filters; ``limit`` None lists all (reading creates no registry)."""
+    if not _registry_exists(workspace):
+        return []
     query = "SELECT * FROM runs" + (" WHERE kind = ?" if kind else "") + " ORDER BY created_at DESC, rowid DESC"
     params: list[Any] = [kind] if kind else []
     if limit is not None:
@@ -269,6 +275,8 @@ def list_runs(workspace: Workspace, *, kind: str | None = None, limit: int | Non
 
 def get_run(workspace: Workspace, run_id: str) -> Run:
     """A run by id or unique id prefix (like git)."""
+    if not _registry_exists(workspace):
+        raise ConfigError(f"no run {run_id!r}: nothing has run in this workspace yet")
     with connect(workspace) as db:
         rows = db.execute(
             "SELECT * FROM runs WHERE run_id = ? OR run_id LIKE ? ORDER BY run_id = ? DESC LIMIT 3",
@@ -353,6 +361,8 @@ def record_test_use(workspace: Workspace, golden_version: str, purpose: str) -> 
 
 def uses_of_test_split(workspace: Workspace) -> int:
     """How many times the workspace's golden test split was handed out (whatever reviews were added since)."""
+    if not _registry_exists(workspace):
+        return 0
     with connect(workspace) as db:
         return int(db.execute("SELECT COUNT(*) FROM test_uses WHERE split_id = ?", (split_id(workspace),)).fetchone()[0])
 
@@ -381,7 +391,7 @@ def champion(workspace: Workspace, kind: str | None = None) -> Champion | None:
     query, params = "SELECT * FROM champion", ()
     if kind:
         query, params = query + " WHERE kind = ?", (kind,)
-    if not artifacts_of(workspace).place("runs").exists():
+    if not _registry_exists(workspace):
         return None  # reading must not create the registry
     with connect(workspace) as db:
         row = db.execute(query + " ORDER BY promoted_at DESC, rowid DESC LIMIT 1", params).fetchone()
