@@ -40,7 +40,7 @@ from .hashing import content_hash, file_sha256
 from .interactions import workspace_interactions
 from .metrics import fmt
 from .reviews import reviews_path
-from .runs import Run, golden_split, recorded, taxonomy_in_use
+from .runs import Lineage, Run, golden_split, recorded, taxonomy_in_use
 from .shards import shard_files, write_shards
 from .taxonomy import Taxonomy
 from .workspace import PipelineConfig, Workspace
@@ -399,8 +399,20 @@ def run_stage(
         summary = step.run(ctx)
         for output_name, artifact in step.outputs(ctx).items():
             run.wrote(output_name, artifact)
+        run.lineage = _run_lineage(step.outputs(ctx).values())
         run.note = summary[:300]
     return Outcome(name, "ran", summary, time.perf_counter() - started, run.run_id), ctx
+
+
+def _run_lineage(outputs: Sequence[Artifact] | Any) -> Lineage:
+    """What the registry shows of a stage's run: taxonomy, prompt, model and golden version of what it wrote."""
+    found: dict[str, str] = {}
+    for artifact in outputs:
+        lineage = artifact.manifest().lineage if artifact.exists() else {}
+        for key, field_ in (("taxonomy_version",) * 2, ("prompt_version",) * 2, ("model",) * 2,
+                            ("golden_version",) * 2, ("split", "golden_split")):
+            found[field_] = found.get(field_) or str(lineage.get(key, ""))
+    return Lineage(**{k: v for k, v in found.items() if v})
 
 
 def selected(start: str | None = None, only: Sequence[str] = ()) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
@@ -11,7 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 
 def enabled() -> bool:
-    return os.environ.get("VIBESET_PROGRESS", "1") != "0"
+    """Bars are drawn on a terminal only (a log gets no half-drawn bars); VIBESET_PROGRESS=0 turns them off."""
+    return os.environ.get("VIBESET_PROGRESS", "1") != "0" and sys.stderr.isatty()
 
 
 @contextmanager

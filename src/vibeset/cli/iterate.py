@@ -48,7 +48,7 @@ def runs_list(
         d, lin = run.to_dict(), run.lineage
         table.add_row(run.run_id, d["created"], run.kind, run.status, lin.taxonomy_version, lin.prompt_version[:12], lin.model,
                       lin.golden_version, lin.golden_split, fmt(run.headline().get("macro_f1")),
-                      "?" if run.cost_usd is None else f"{run.cost_usd:.4f}", fmt(run.duration_s, digits=1), run.note)
+                      "?" if run.cost_usd is None else f"{run.cost_usd:.4f}", fmt(run.duration_s, digits=1), run.note[:48])
     stdout.print(table)
 
 
