@@ -13,7 +13,7 @@ from llm_server import LLMServer
 from vibeset.annotate.teacher import zero_shot_teacher
 from vibeset.annotators import parse_spec, zero_shot_for
 from vibeset.errors import ConfigError
-from vibeset.iterate import promote
+from vibeset.iterate.promote import promote
 from vibeset.iterate.refine import PROPOSAL_SCHEMA, decide, propose, refine_llm_auto, refine_offline
 from vibeset.llm.config import LLMConfig, Price
 from vibeset.runs import (Lineage, champion, compare_runs, get_run, golden_split, list_runs, record_run, taxonomy_in_use,

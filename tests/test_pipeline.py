@@ -15,7 +15,7 @@ from conftest import DATA, PIPELINE, copy_of, run_cli
 from vibeset.annotate.versions import save_taxonomy
 from vibeset.annotation import read_annotations
 from vibeset.artifacts import artifacts_of
-from vibeset.iterate import promote
+from vibeset.iterate.promote import promote
 from vibeset.pipeline import NAMES
 from vibeset.runs import get_run, list_runs
 from vibeset.serve import create_app
@@ -284,3 +284,24 @@ def test_zero_shot_labels_of_a_few_videos_join_the_others(first_run, pipeline_ws
     assert after["video_id"].nunique() == before["video_id"].nunique() == 400  # 10 relabelled, none lost
     pd.testing.assert_frame_equal(after.drop(columns="run_id").sort_values(["video_id", "attribute"]).reset_index(drop=True),
                                   before.drop(columns="run_id").sort_values(["video_id", "attribute"]).reset_index(drop=True))
+
+
+def test_a_corrupt_version_is_one_line_naming_its_file(first_run, pipeline_ws, tmp_path) -> None:
+    from vibeset.annotate.versions import save_zero_shot
+    from vibeset.annotators import parse_spec, zero_shot_for
+    from vibeset.golden import workspace_golden
+
+    config = copy_of(pipeline_ws, tmp_path)
+    ws = load_workspace(config)
+    edited = ws.taxonomy.with_attribute(ws.taxonomy["cute"].model_copy(update={"definition": "Small, sweet and endearing."}))
+    taxonomy_file = save_taxonomy(ws, edited, "r-test")
+    annotator = zero_shot_for(ws, parse_spec("zero-shot"), workspace_golden(ws).split("dev"))[0]
+    annotator.negative_weight = 0.25  # another version
+    version = save_zero_shot(ws, annotator, "r-test")
+    state = artifacts_of(ws).get("zero-shot-version", version).path / "zeroshot.json"
+    for path, verb in ((taxonomy_file, ["iterate", "promote", edited.version]),
+                       (state, ["evaluate", "-a", f"zero-shot@{version[:8]}"])):
+        garble(path)
+        result = run_cli(*verb, workspace=config)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.strip().count("\n") == 0 and str(path) in result.stderr, result.stderr

@@ -156,4 +156,6 @@ def load_taxonomy(path: str | Path) -> Taxonomy:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"{path}: cannot read taxonomy: {err.strerror}") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not a taxonomy: not UTF-8 text (byte {err.start})") from err
     return parse_taxonomy(text, str(path))

@@ -1,9 +1,6 @@
-"""The golden-set iteration loop: error analysis, comparison, refinement and promotion.
+"""The golden-set iteration loop: error analysis (``analysis``), paired comparison (``compare``),
+refinement (``refine``) and promotion (``promote``).
 
 Runs, the test-split guard and the champion record live in ``vibeset.runs``; versions in
 ``vibeset.annotate.versions``.
 """
-
-from .promote import promote
-
-__all__ = ["promote"]

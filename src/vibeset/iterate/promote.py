@@ -12,6 +12,7 @@ import time
 
 from ..annotate.versions import find_version, load_zero_shot_version
 from ..runs import Champion, Lineage, record_champion, record_run
+from ..taxonomy import load_taxonomy
 from ..workspace import Workspace
 
 
@@ -23,6 +24,7 @@ def promote(workspace: Workspace, version: str) -> Champion:
         lineage = Lineage(taxonomy_version=annotator.taxonomy_version_, prompt_version=full, model=annotator.encoder.name,
                           golden_version=annotator.golden_version_, golden_split="dev")
     else:
+        load_taxonomy(path)  # a corrupt version is refused before it becomes the champion
         lineage = Lineage(taxonomy_version=full)
     run = record_run(workspace, "promote", lineage=lineage, config={"version": full, "kind": kind, "path": str(path)})
     champion = Champion(full, kind, str(path), time.time(), run.run_id)
