@@ -146,7 +146,9 @@ def _golden(ctx: Context) -> str:
         raise ConfigError("the golden set is empty: no judged pair maps to a taxonomy attribute and a catalog video")
     save_golden(golden, ctx.artifacts.get("golden"), ctx.stamp())
     s = golden.summary()
-    return f"{s['pairs']:,} pairs, {s['videos']:,} videos, {s['attributes']} vibes, prevalence {s['prevalence']:.2f} ({golden.version})"
+    unmatched = f"; {s['unmatched_judgements']:,} judgements with tags that match no vibe left out" if s["unmatched_judgements"] else ""
+    return (f"{s['pairs']:,} pairs, {s['videos']:,} videos, {s['attributes']} vibes, prevalence {s['prevalence']:.2f} "
+            f"({golden.version}){unmatched}")
 
 
 def _embed(ctx: Context) -> str:
@@ -209,7 +211,8 @@ def _silver(ctx: Context) -> str:
     summary = build_silver(ws, sample, taxonomy, ctx.inputs["teacher"], ctx.artifacts.get("silver", teacher_slug(spec)),
                            stamp, annotate_missing=fill)
     return (f"{summary['videos']:,} videos ({summary['copied']:,} from the teacher's labels, {summary['annotated']:,} "
-            f"annotated now), {summary['strata']} strata, {summary['positive_share']:.1%} positive")
+            f"annotated now), {summary['strata']} strata, {summary['positive_share']:.1%} positive"
+            + (f"; {sample.shortfall}" if sample.shortfall else ""))
 
 
 def _distill(ctx: Context) -> str:

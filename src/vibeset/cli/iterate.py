@@ -17,7 +17,7 @@ from ..iterate import analysis, compare, promote, refine
 from ..metrics import fmt
 from ..runs import golden_split, uses_of_test_split
 from ..workspace import Workspace
-from .app import JsonOption, WorkspaceOption, app, console, fail, print_json, stdout, workspace
+from .app import JsonOption, WorkspaceOption, app, bootstrap_option, check_split, console, fail, print_json, split_option, stdout, workspace
 
 runs_app = typer.Typer(help="The run registry: every annotate / evaluate / iterate / distill run.", no_args_is_help=True)
 iterate_app = typer.Typer(help="The golden-set loop: error analysis, comparison, refinement, promotion.", no_args_is_help=True)
@@ -94,6 +94,15 @@ def _split(final: bool) -> str:
     return "test" if final else "dev"
 
 
+def _final(split: Optional[str], final: bool) -> bool:
+    """``--split test`` (or the older ``--final``) asks for the held-out test split."""
+    return final or check_split(split, ("dev", "test")) == "test"
+
+
+SplitOption = split_option(None, ("dev", "test"), "Golden split (default dev; test is a recorded use, sparingly).")
+FinalOption = typer.Option(False, "--final", hidden=True, help="Same as --split test.")
+
+
 def _spec(annotator: str, prompt: Optional[str]) -> str:
     if prompt is None:
         return annotator
@@ -111,15 +120,17 @@ def _videos(ws: Workspace, golden) -> list:
 def iterate_evaluate(
     annotator: str = typer.Option("zero-shot", "--annotator", "-a", help=AnnotatorHelp),
     prompt: Optional[str] = typer.Option(None, "--prompt", help="Taxonomy or zero-shot version to evaluate (same as zero-shot@VERSION)."),
-    final: bool = typer.Option(False, "--final", help="Evaluate on the held-out golden TEST split (recorded; use sparingly)."),
-    bootstrap: int = typer.Option(500, help="Bootstrap replicates for the 95% CIs."),
+    split: Optional[str] = SplitOption,
+    final: bool = FinalOption,
+    bootstrap: int = bootstrap_option(500),
     ws_path: Optional[Path] = WorkspaceOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Error analysis on the golden dev split (or test with --final): metrics with CIs, confusion, FPs and FNs.
+    """Error analysis on the golden dev split (or test with --split test): metrics with CIs, confusion, FPs and FNs.
 
     The report is an analysis artifact (ARTIFACTS/iterate/reports/RUN_ID: analysis.json and analysis.md).
     """
+    final = _final(split, final)
     ws = workspace(ws_path)
     spec = annotators.check_spec(ws, _spec(annotator, prompt)).text
     with registry.recorded(ws, "evaluate", {"annotator": spec, "final": final, "bootstrap": bootstrap}) as run:
@@ -163,13 +174,15 @@ def iterate_evaluate(
 def iterate_compare(
     a: str = typer.Argument(..., help=f"Version A: {AnnotatorHelp}"),
     b: str = typer.Argument(..., help="Version B, same forms; zero-shot@V takes a taxonomy version too."),
-    final: bool = typer.Option(False, "--final", help="Compare on the held-out golden TEST split (recorded)."),
-    bootstrap: int = typer.Option(1000, help="Paired bootstrap replicates."),
+    split: Optional[str] = SplitOption,
+    final: bool = FinalOption,
+    bootstrap: int = bootstrap_option(1000),
     show_flips: int = typer.Option(20, "--flips", help="How many flipped labels to print (all are in --json)."),
     ws_path: Optional[Path] = WorkspaceOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Two versions on the same golden items: F1 deltas with paired bootstrap and McNemar, and the flips."""
+    final = _final(split, final)
     ws = workspace(ws_path)
     started = time.perf_counter()
     annotators.check_spec(ws, a), annotators.check_spec(ws, b)
@@ -288,7 +301,7 @@ def iterate_refine(
         console.print(f"dev macro F1 {result['base_dev_macro_f1']:.3f} (base {result['base_version']}) -> "
                       f"{result['best_dev_macro_f1']:.3f} (best {result['best_version']}). Dev numbers flatter a "
                       f"version fitted on dev; check it once on test: vibeset iterate compare {annotator} "
-                      f"zero-shot@{result['best_version']} --final")
+                      f"zero-shot@{result['best_version']} --split test")
         return
     if model is None:
         fail(f"--backend {backend} needs --model")
@@ -328,13 +341,13 @@ def iterate_refine(
         print_json(record)
         return
     name = attribute[0]
-    stdout.print(f"[bold]{name}[/] (dev F1 {record['dev_f1']:.3f}, {record['confusion']})", highlight=False)
+    stdout.print(f"{name} (dev F1 {record['dev_f1']:.3f}, {record['confusion']})", highlight=False)
     for side in ("current", "proposed"):
         block = record[side]
-        stdout.print(f"[bold]{side}[/]: {block['definition']}\n  counts: {'; '.join(block['includes'])}\n"
+        stdout.print(f"{side}: {block['definition']}\n  counts: {'; '.join(block['includes'])}\n"
                      f"  does not count: {'; '.join(block['excludes'])}", highlight=False)
     if record["proposed"].get("rationale"):
-        stdout.print(f"[bold]rationale[/]: {record['proposed']['rationale']}", highlight=False)
+        stdout.print(f"rationale: {record['proposed']['rationale']}", highlight=False)
     console.print(f"accept: vibeset iterate refine --attribute {name} --accept | edit {record['files']['yaml']} then "
                   f"--edit {record['files']['yaml']} | reject: --reject")
 
