@@ -59,3 +59,12 @@ def run_cli(*args: str, workspace: Path | None = None, check: bool = False, time
     return subprocess.run(
         [*VIBESET, *args], capture_output=True, text=True, env=full_env, timeout=timeout, check=check, cwd=REPO
     )
+
+
+@pytest.fixture(scope="session")
+def starter_workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    """``vibeset init`` then ``vibeset run`` on the starter (non-movie) workspace: its config and the run's output."""
+    root = tmp_path_factory.mktemp("starter") / "ws"
+    init = run_cli("init", str(root))
+    assert init.returncode == 0, init.stderr
+    return root / "vibeset.toml", run_cli("run", "-w", str(root), timeout=900)

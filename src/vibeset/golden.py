@@ -156,7 +156,7 @@ def agreement_report(golden: GoldenSet) -> pd.DataFrame:
                 "alpha": alpha,
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["attribute", "pairs", "multi_rater_pairs", "raters_per_pair", "prevalence", "alpha"])
 
 
 def save_golden(golden: GoldenSet, artifact: Artifact, stamp: Stamp) -> pd.DataFrame:

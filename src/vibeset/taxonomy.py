@@ -129,7 +129,8 @@ def parse_taxonomy(text: str, source: str = "<taxonomy>") -> Taxonomy:
         first = err.errors()[0]
         loc = tuple(first["loc"])
         where = ".".join(str(part) for part in loc)
-        raise ConfigError(f"{source}:{_line_of(node, loc)}: {where}: {first['msg']}") from err
+        got = f" (got {first['input']!r})" if isinstance(first.get("input"), (str, int, float)) else ""
+        raise ConfigError(f"{source}:{_line_of(node, loc)}: {where}: {first['msg']}{got}") from err
     seen: dict[str, int] = {}
     for index, attribute in enumerate(taxonomy.attributes):
         line = _line_of(node, ("attributes", index))
@@ -156,4 +157,6 @@ def load_taxonomy(path: str | Path) -> Taxonomy:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"{path}: cannot read taxonomy: {err.strerror}") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not a taxonomy: not UTF-8 text (byte {err.start})") from err
     return parse_taxonomy(text, str(path))

@@ -20,7 +20,6 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn, Optional, Sequence, TextIO
 
-import click
 import typer
 from rich.console import Console
 from rich.text import Text
@@ -143,14 +142,15 @@ def _run(args: list[str], as_json: bool) -> int:
     try:
         result = app(args=args, prog_name="vibeset", standalone_mode=False)
         return result if isinstance(result, int) else 0
-    except click.exceptions.NoArgsIsHelpError as err:
-        click.echo(err.ctx.get_help() if err.ctx else str(err), err=True)
-        return _report("a command is required", 2, as_json) if as_json else 2
-    except click.ClickException as err:
-        if not as_json and err.ctx is not None:
-            click.echo(err.ctx.get_usage(), err=True)
+    except typer.TyperException as err:  # Typer's (vendored click's) usage errors
+        ctx = getattr(err, "ctx", None)
+        if type(err).__name__ == "NoArgsIsHelpError":
+            typer.echo(ctx.get_help() if ctx else str(err), err=True)
+            return _report("a command is required", 2, as_json) if as_json else 2
+        if not as_json and ctx is not None:
+            typer.echo(ctx.get_usage(), err=True)
         return _report(err.format_message(), err.exit_code or 2, as_json)
-    except click.exceptions.Abort:
+    except typer.Abort:
         return _report("interrupted", 130, as_json)
     except CliError as err:
         return _report(str(err), err.code, as_json)

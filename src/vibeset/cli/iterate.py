@@ -13,9 +13,10 @@ from rich.table import Table
 from .. import annotators, runs as registry
 from ..annotate import versions
 from ..artifacts import Stamp, artifacts_of
-from ..iterate import analysis, compare, promote, refine
+from ..iterate import analysis, compare, refine
+from ..iterate.promote import promote
 from ..metrics import fmt
-from ..runs import golden_split, uses_of_test_split
+from ..runs import champion, golden_split, taxonomy_in_use, uses_of_test_split
 from ..workspace import Workspace
 from .app import JsonOption, WorkspaceOption, app, bootstrap_option, check_split, console, fail, print_json, split_option, stdout, workspace
 
@@ -285,7 +286,7 @@ def iterate_refine(
             fail("offline refinement adds prototypes to a zero-shot annotator; --annotator must be zero-shot[@VERSION]")
         spec = annotator
         if annotator == "champion":
-            current = promote.champion(ws)
+            current = champion(ws)
             spec = f"zero-shot@{current.version}" if current else "zero-shot"
         base, taxonomy = annotators.zero_shot_for(ws, annotators.parse_spec(spec), dev)
 
@@ -314,7 +315,7 @@ def iterate_refine(
         return config.backend(backend, model, base_url)
 
     if auto:
-        taxonomy = promote.champion_taxonomy(ws)
+        taxonomy = taxonomy_in_use(ws)
 
         def show_llm(round_: refine.Round) -> None:
             cost = "?" if round_.cost_usd is None else f"${round_.cost_usd:.4f}"
@@ -334,7 +335,7 @@ def iterate_refine(
     videos = _videos(ws, dev)
     labels = annotators.labels(ws, annotator, videos, dev)
     taxonomy = (versions.load_taxonomy_version(ws, labels.taxonomy_version)
-                if labels.taxonomy_version and "," not in labels.taxonomy_version else promote.champion_taxonomy(ws))
+                if labels.taxonomy_version and "," not in labels.taxonomy_version else taxonomy_in_use(ws))
     record = refine.propose(ws, attribute[0], taxonomy, labels.frame, dev, make_backend(), config,
                             annotator=annotator, per_side=per_side, template=template_text)
     if as_json:
@@ -359,8 +360,8 @@ def iterate_promote(
     as_json: bool = JsonOption,
 ) -> None:
     """Mark VERSION the champion that bulk annotation uses by default."""
-    champion = promote.promote(workspace(ws_path), version)
+    promoted = promote(workspace(ws_path), version)
     if as_json:
-        print_json(champion.__dict__)
+        print_json(promoted.__dict__)
         return
-    console.print(f"champion: {champion.kind} version {champion.version} ({champion.path}); run {champion.run_id}")
+    console.print(f"champion: {promoted.kind} version {promoted.version} ({promoted.path}); run {promoted.run_id}")
