@@ -71,7 +71,11 @@ def plan(videos: str | Sequence[str], out: str | Path) -> list[ShardJob]:
         if source.stem in stems:
             raise DataError(f"input shards {stems[source.stem]} and {source} share the name {source.stem!r}; outputs would collide")
         stems[source.stem] = source
-        jobs.append(ShardJob(source, out / f"{source.stem}.parquet", pq.ParquetFile(source).metadata.num_rows))
+        try:
+            rows = pq.ParquetFile(source).metadata.num_rows
+        except (OSError, pa.ArrowException) as err:
+            raise DataError(f"{source}: not a readable Parquet shard ({str(err).splitlines()[0][:120]})") from err
+        jobs.append(ShardJob(source, out / f"{source.stem}.parquet", rows))
     return jobs
 
 
