@@ -45,7 +45,7 @@ KINDS = {
                   ["lighthouse keeper", "museum diamond", "night ferry", "lake house", "vanished hiker", "forged will"]),
     "pets": ("pets|animals", (3.0, 3.0, 4.0, 5.0, 1.5, 1.0),
              ["{s} meets the new puppy", "{s}'s first snow", "Rescue {s} learns to trust", "{s} vs the vacuum"],
-             ["Biscuit", "a shy greyhound", "Mochi the cat", "an old tortoise", "two kittens", "a one-eyed pug"]),
+             ["Biscuit", "a shy greyhound", "Mochi the cat", "an old tortoise", "a tiny kitten", "a one-eyed pug"]),
     "gaming": ("gaming|let's play", (1.5, 4.0, 3.0, 2.0, 1.5, 4.0),
                ["{s} speedrun", "Surviving {s} on hard mode", "{s}: final boss", "First time playing {s}"],
                ["a horror classic", "the cave level", "a farming sim", "a roguelike", "the castle map", "a racing game"]),
@@ -80,9 +80,12 @@ def catalog(rng: np.random.Generator) -> list[dict]:
             latent = np.array(means, dtype=float) + sum(np.array(PHRASES[phrases[c]]) for c in chosen)
             latent += rng.normal(0, 0.3, len(VIBES))
             title = stem.format(s=subject)
+            title = title[0].upper() + title[1:]
             if i >= len(subjects):
                 title += " (part 2)"
-            description = (f"{title[0].upper() + title[1:]}: a {kind.replace('truecrime', 'true crime')} video about "
+            kind_name = kind.replace("truecrime", "true crime")
+            article = "an" if kind_name[0] in "aeiou" else "a"
+            description = (f"{title}: {article} {kind_name} video about "
                            f"{subject}. {phrases[chosen[0]]} {phrases[chosen[1]]}")
             videos.append({"video_id": f"v{number:03d}", "title": title, "description": description, "tags": tags,
                            "channel": f"{kind}-channel-{1 + i % 3}", "latent": np.clip(latent, 1, 5)})
