@@ -441,8 +441,32 @@ def verdict(workspace: Workspace) -> list[str]:
         return ["no evaluation yet: 'vibeset run' (or 'vibeset evaluate') makes one"]
     report = read_metrics(metrics)
     annotators = report["annotators"]
-    lines = []
+    lines = [f"{v['annotator']} {v['word']} a single human rater: head-to-head MCC {fmt(v['mcc'], v['ci'])} vs "
+             f"{fmt(v['rater_mcc'], v['rater_ci'])} (n={v['n']:,}); all pairs AUC {fmt(v['auc'], v['auc_ci'])}"
+             for v in rater_verdicts(report)]
+    if "teacher" in annotators and "student" in annotators:
+        teacher, student = annotators["teacher"]["micro"].get("roc_auc"), annotators["student"]["micro"].get("roc_auc")
+        if teacher is not None and student is not None:
+            gap = student - teacher
+            judged = "within 0.01 of" if abs(gap) <= 0.01 else ("above" if gap > 0 else "below")
+            lines.append(f"student AUC {student:.3f} is {judged} its teacher's {teacher:.3f} ({gap:+.3f})")
+    labels = catalog.annotations("student")
+    if labels.exists():
+        lines.append(_shares(read_annotations(labels), len(workspace.catalog)))
+    return lines
+
+
+def rater_verdicts(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Per annotator of an evaluation report: does it beat a single human rater head-to-head (MCC, 95% CIs)?
+
+    ``word`` is "beats" / "loses to" when the CIs are apart, else "beats (CIs overlap)" or
+    "does not beat (CIs overlap)".
+    """
+    annotators = report["annotators"]
     crowd = annotators.get("crowd", {}).get("head_to_head", {}).get("micro", {})
+    if not crowd.get("n"):
+        return []  # no single-rater baseline to compare with
+    out = []
     for name, block in annotators.items():
         if name == "crowd" or "head_to_head" not in block:
             continue
@@ -455,18 +479,10 @@ def verdict(workspace: Workspace) -> list[str]:
         else:
             word = "beats" if mine["mcc"] > crowd.get("mcc", 1.0) else "does not beat"
             word += " (CIs overlap)"
-        lines.append(f"{name} {word} a single human rater: head-to-head MCC {fmt(mine['mcc'], ci)} vs "
-                     f"{fmt(crowd.get('mcc'), rater_ci)} (n={mine['n']:,}); all pairs AUC {fmt(block['micro'].get('roc_auc'), block['micro']['ci'].get('roc_auc'))}")
-    if "teacher" in annotators and "student" in annotators:
-        teacher, student = annotators["teacher"]["micro"].get("roc_auc"), annotators["student"]["micro"].get("roc_auc")
-        if teacher is not None and student is not None:
-            gap = student - teacher
-            judged = "within 0.01 of" if abs(gap) <= 0.01 else ("above" if gap > 0 else "below")
-            lines.append(f"student AUC {student:.3f} is {judged} its teacher's {teacher:.3f} ({gap:+.3f})")
-    labels = catalog.annotations("student")
-    if labels.exists():
-        lines.append(_shares(read_annotations(labels), len(workspace.catalog)))
-    return lines
+        out.append({"annotator": name, "word": word, "mcc": mine["mcc"], "ci": ci, "rater_mcc": crowd.get("mcc"),
+                    "rater_ci": rater_ci, "n": mine["n"], "auc": block["micro"].get("roc_auc"),
+                    "auc_ci": block["micro"]["ci"].get("roc_auc")})
+    return out
 
 
 def _shares(labels: pd.DataFrame, videos: int) -> str:
