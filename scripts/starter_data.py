@@ -58,7 +58,7 @@ PHRASES = {
     "A heartwarming moment with family and friends.": (0.3, 0, 0.3, 1.4, 0, -0.3),
     "Explained step by step, with the numbers on screen.": (0, 0, -0.3, 0, 1.4, 0),
     "Ends on a cliffhanger that keeps you guessing.": (-0.8, 0.3, -0.3, -0.5, 0, 1.5),
-    "Filmed in one long take at dawn.": (0.8, -0.5, 0, 0.2, 0, 0),
+    "Shot in one long take at dawn.": (0.8, -0.5, 0, 0.2, 0, 0),
     "Chaotic, noisy and very much live.": (-0.8, 1.0, 0.6, 0, -0.3, 0.3),
     "Calm narration and soft natural sound.": (1.0, -0.6, 0, 0.3, 0.5, 0),
     "Tense music and a ticking clock.": (-0.8, 0.6, -0.3, -0.3, 0, 1.2),

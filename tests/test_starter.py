@@ -56,3 +56,16 @@ def test_starter_serves_domain_worded_recommendations_and_reruns_nothing(starter
     again = run_cli("run", workspace=config)
     assert again.returncode == 0, again.stderr
     assert "nothing to do: every stage is up to date" in again.stdout
+
+
+def test_readme_results_come_from_the_artifacts(starter_workspace):
+    config, run = starter_workspace
+    result = run_cli("report", "--markdown", workspace=config)
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    metrics = json.loads((config.parent / "out" / "metrics" / "metrics.json").read_text())
+    student = metrics["annotators"]["student"]["head_to_head"]["micro"]
+    assert f"| student | head-to-head with the crowd | {student['n']:,} | {student['f1']:.3f} | {student['mcc']:.3f} [" in text
+    verdict = [line.strip() for line in run.stdout.splitlines()[run.stdout.splitlines().index("verdict:") + 1:]]
+    assert [line[2:] for line in text.splitlines() if line.startswith("- ")] == verdict  # the same verdict as the run
+    assert text.startswith("<!-- results:") and text.rstrip().endswith("<!-- /results -->")
