@@ -148,7 +148,25 @@ def _golden(ctx: Context) -> str:
     s = golden.summary()
     unmatched = f"; {s['unmatched_judgements']:,} judgements with tags that match no vibe left out" if s["unmatched_judgements"] else ""
     return (f"{s['pairs']:,} pairs, {s['videos']:,} videos, {s['attributes']} vibes, prevalence {s['prevalence']:.2f} "
-            f"({golden.version}){unmatched}")
+            f"({golden.version}){unmatched}{_golden_warnings(golden, ctx.taxonomy().names)}")
+
+
+MIN_SPLIT_VIDEOS = 20  # judged videos per golden split below which figures are noise (docs/workspace.md)
+
+
+def _golden_warnings(golden: Any, names: Sequence[str]) -> str:
+    """Say when the golden set is too small for what later stages do with it."""
+    out = []
+    for split in ("dev", "test"):
+        videos = golden.pairs.loc[golden.pairs["split"] == split, "video_id"].nunique()
+        if videos < MIN_SPLIT_VIDEOS:
+            out.append(f"golden {split} has {videos} judged videos (thresholds and scores need >= {MIN_SPLIT_VIDEOS})")
+    missing = sorted(set(names) - set(golden.pairs.loc[golden.pairs["split"] == "dev", "attribute"]))
+    if missing:
+        out.append(f"no golden dev pair for {', '.join(missing[:5])}{'...' if len(missing) > 5 else ''}")
+    if not (golden.pairs["n_raters"] >= 3).any():
+        out.append("no pair has 3 or more raters, so there is no single-rater baseline")
+    return "".join(f"; warning: {w}" for w in out)
 
 
 def _embed(ctx: Context) -> str:
@@ -167,7 +185,9 @@ def _cf(ctx: Context) -> str:
     interactions = workspace_interactions(ctx.workspace)
     model = CollaborativeModel(factors=ctx.config.cf_factors, seed=ctx.config.seed).fit(interactions, ids, content)
     save_collaborative(model, ctx.artifacts.get("cf"), ctx.stamp())
-    return f"{len(model.user_ids_):,} users x {len(ids):,} videos, {int(model.cold_.sum()):,} cold videos from their text"
+    many = (f"; warning: cf_factors {ctx.config.cf_factors} is not below the {len(model.user_ids_)} users: lower it in [pipeline]"
+            if ctx.config.cf_factors >= len(model.user_ids_) else "")
+    return f"{len(model.user_ids_):,} users x {len(ids):,} videos, {int(model.cold_.sum()):,} cold videos from their text{many}"
 
 
 def _golden_videos(ctx: Context) -> list:
@@ -227,8 +247,10 @@ def _distill(ctx: Context) -> str:
     )
     agreement = report["agreement"]
     ctx.results["report"] = report
+    few = (f"; warning: only {agreement['heldout_videos']} held-out silver videos, too few for this figure (a Silver Set of "
+           f">= 200 videos holds out ~20)") if agreement["heldout_videos"] < MIN_SPLIT_VIDEOS else ""
     return (f"student {report['student']['version']}: AUC {agreement['auc_vs_teacher_labels']:.3f} against the teacher's "
-            f"labels on {agreement['heldout_videos']} held-out silver videos")
+            f"labels on {agreement['heldout_videos']} held-out silver videos{few}")
 
 
 def _label(ctx: Context) -> str:
@@ -254,8 +276,10 @@ def _index(ctx: Context) -> str:
     save_index(index, ctx.artifacts.get("index"), ctx.stamp(), keep=ctx.options.get("keep", 3))
     ctx.results["index"] = index
     lengths = np.diff(index.post_offsets)
+    empty = [name for name, n in zip(index.attributes, lengths) if n == 0]
+    none = f"; warning: no video carries {', '.join(empty)}: restricted retrieval for it returns nothing" if empty else ""
     return (f"index {index.version}: {len(index):,} videos, {len(index.user_ids):,} users; videos per vibe "
-            f"{int(lengths.min()):,}-{int(lengths.max()):,} (median {int(np.median(lengths)):,})")
+            f"{int(lengths.min()):,}-{int(lengths.max()):,} (median {int(np.median(lengths)):,}){none}")
 
 
 def _evaluate(ctx: Context) -> str:

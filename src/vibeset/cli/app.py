@@ -38,7 +38,7 @@ app = typer.Typer(
 #: Progress and messages go to stderr; neither console interprets markup in what it prints.
 console = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
 #: Tables and human-readable results go to stdout, wide enough for metric tables in logs.
-stdout = Console(width=160, markup=False, highlight=False)
+stdout = Console(width=160, markup=False, highlight=False, soft_wrap=True)
 
 WorkspaceOption = typer.Option(None, "--workspace", "-w", help="vibeset.toml or its directory (default: $VIBESET_WORKSPACE or .)")
 JsonOption = typer.Option(False, "--json", help="Print one JSON object on stdout for machines (errors too).")
