@@ -53,6 +53,9 @@ def golden(
     ws = workspace(ws_path)
     if survey is not None:
         gold = workspace_golden(ws, survey)
+        if gold.pairs.empty:
+            fail(f"{survey}: no judged pair maps to a taxonomy attribute and a catalog video "
+                 f"({gold.summary()['unmatched_judgements']:,} judgements with unmatched tags)")
         report = agreement_report(gold)
         summary = {**gold.summary(), "version": gold.version}
     else:
@@ -83,6 +86,9 @@ def _tags(counts: dict) -> str:
     return ", ".join(f"'{tag}' ({n})" for tag, n in shown) + (", ..." if len(counts) > 8 else "")
 
 
+MIN_N = 20  # per-vibe rows with fewer pairs show n but no scores: their intervals span most of [-1, 1]
+
+
 def print_report(report: dict, title: str, per_attribute: bool = True) -> None:
     """Rich tables: per attribute (optional) and overall, each annotator side by side."""
     for view, label in (("all", "all golden pairs"), ("head_to_head", "head-to-head on the crowd's ratings")):
@@ -101,6 +107,10 @@ def print_report(report: dict, title: str, per_attribute: bool = True) -> None:
                     continue
                 values = block[attribute] if attribute in ("micro", "macro") else block["per_attribute"].get(attribute)
                 if values is None:
+                    continue
+                if attribute not in ("micro", "macro") and (values.get("n") or 0) < MIN_N:
+                    table.add_row(attribute, name, str(values["n"]), fmt(values.get("prevalence")), *["-"] * 4,
+                                  f"(n < {MIN_N})")
                     continue
                 table.add_row(
                     attribute.upper() if attribute in ("micro", "macro") else attribute,

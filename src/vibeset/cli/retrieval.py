@@ -11,7 +11,8 @@ from rich.table import Table
 
 from ..artifacts import artifacts_of
 from ..pipeline import run_stage
-from .app import JsonOption, WorkspaceOption, app, bootstrap_option, console, fail, print_json, resolve_prefix, top_k_option, workspace
+from .app import (JsonOption, WorkspaceOption, app, bootstrap_option, console, fail, print_json, resolve_prefix, stdout,
+                  top_k_option, workspace)
 from .bench import bench_app
 
 index_app = typer.Typer(help="Build the attribute index that restricted retrieval serves.", no_args_is_help=True)
@@ -138,7 +139,7 @@ def eval_retrieval(
         table.add_row(
             system, _fmt(metrics[f"recall@{k}"]), _fmt(metrics[f"ndcg@{k}"]), f"{_fmt(precision)} n={precision['n']}"
         )
-    console.print(table)
+    stdout.print(table)
     ab_report = report["ab"]
     if "skipped" in ab_report:
         console.print(f"A/B replay: {ab_report['skipped']}")
@@ -149,7 +150,7 @@ def eval_retrieval(
     for metric in (f"recall@{k}", f"ndcg@{k}", "intent_precision"):
         m = ab_report[metric]
         table.add_row(metric, f"{m['a']:.3f}", f"{m['b']:.3f}", f"{m['lift']:+.1%} [{m['ci'][0]:+.1%}, {m['ci'][1]:+.1%}]")
-    console.print(table)
+    stdout.print(table)
 
 
 def _example_users(recommender, n: int) -> list[str]:
@@ -219,4 +220,4 @@ def bench_retrieval(
     if as_json:
         print_json(result)
     else:
-        console.print(summary_table(result))
+        stdout.print(summary_table(result))
