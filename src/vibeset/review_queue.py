@@ -174,7 +174,7 @@ def rater_agreement(workspace: Workspace, rater: str, golden: GoldenSet, ranked:
     """The reviewer's judgements in force against everyone else's, pair by pair (yes = rating >= rater_positive)."""
     mine = active_reviews(workspace)
     mine = mine[mine["rater"] == rater].drop_duplicates(["video_id", "attribute"], keep="last")
-    mine = mine[mine["video_id"].isin(set(ranked.index.get_level_values("video_id")))]
+    mine = mine[[video in workspace.catalog for video in mine["video_id"]]]
     if mine.empty:
         return Agreement(0, (0, 0), {})
     yes = (mine["rating"] >= golden.rater_positive).to_numpy()

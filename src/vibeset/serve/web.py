@@ -321,8 +321,10 @@ def review_page(data: WebData, params: dict[str, list[str]]) -> Page:
     mine = active_reviews(ws)
     mine = mine[mine["rater"] == state["rater"]]
     done = set(zip(mine["video_id"], mine["attribute"]))
-    queue = review_queue.select(ranked, kind=state["kind"], attribute=state["attribute"] or None,
-                                annotator=state["annotator"] or None, exclude=done)
+    in_queue = review_queue.select(ranked, kind=state["kind"], attribute=state["attribute"] or None,
+                                   annotator=state["annotator"] or None)
+    judged = in_queue.index.isin(pd.MultiIndex.from_tuples(list(done))) if done else np.zeros(len(in_queue), bool)
+    queue = in_queue[~judged]
     video_id, attribute = _one(params, "video", limit=200), _one(params, "pair_attribute", limit=100)
     if video_id and attribute:
         if video_id not in ws.catalog:
@@ -331,10 +333,7 @@ def review_page(data: WebData, params: dict[str, list[str]]) -> Page:
         current = (video_id, attribute)
     else:
         current = queue.index[state["at"]] if state["at"] < len(queue) else None
-    in_queue = review_queue.select(ranked, kind=state["kind"], attribute=state["attribute"] or None,
-                                   annotator=state["annotator"] or None)
-    judged_here = int(in_queue.index.isin(pd.MultiIndex.from_tuples(list(done))).sum()) if done else 0
-    context.update(done=judged_here, left=len(queue), agreement=review_queue.rater_agreement(ws, state["rater"], golden, ranked))
+    context.update(done=int(judged.sum()), left=len(queue), agreement=review_queue.rater_agreement(ws, state["rater"], golden, ranked))
     context["back"] = {key: state[key] for key in QUEUE_FIELDS}
     explicit = bool(video_id and attribute)
     context["skip"] = "/ui/review?" + urlencode({**_back(state), "at": state["at"] + (0 if explicit else 1)})
