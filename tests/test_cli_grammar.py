@@ -178,6 +178,16 @@ def test_usage_errors_say_what_is_wrong(cli, starter_workspace):
     assert "no index version 'v9'" in json.loads(ab["stdout"])["error"]
 
 
+def test_index_versions_are_taken_by_prefix(cli, starter_workspace, tmp_path):
+    work = tmp_path / "ws"
+    shutil.copytree(starter_workspace[0].parent, work, symlinks=True)
+    version = (work / "out" / "index" / "CURRENT").read_text().strip()
+    result = cli("eval-retrieval", "--ab", f"{version[:6]},{version[:6]}", "--bootstrap", "5", "--top-k", "5", "--json",
+                 workspace=work)
+    value = _check(result, as_json=True, codes=(0,), where="--ab by prefix")
+    assert value["ab"]["a"] == value["ab"]["b"] == version and "recall@5" in value["systems"]["restricted-popularity"]
+
+
 def _corrupt(path: Path, how: str) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2] if how == "truncate" else bytes((b * 7 + 3) % 256 for b in data[:4096]))
