@@ -97,12 +97,20 @@ class WebData:
         ws = self.require_workspace()
         return self._cached("golden", self._golden_signature(), lambda: workspace_golden(ws))
 
+    def _ranked_signature(self) -> tuple:
+        names = self.annotators()
+        return (self._golden_signature(), tuple((n, _signature(artifacts_of(self.workspace).annotations(n).path)) for n in names))
+
     def ranked(self) -> pd.DataFrame:
         """Every (video, vibe) pair with its review value (``review_queue.rank_pairs``), cached."""
         names = self.annotators()
-        signature = (self._golden_signature(), tuple((n, _signature(artifacts_of(self.workspace).annotations(n).path)) for n in names))
-        return self._cached("ranked", signature, lambda: review_queue.rank_pairs(
+        return self._cached("ranked", self._ranked_signature(), lambda: review_queue.rank_pairs(
             self.require_workspace(), self.golden(), {n: self.annotations(n) for n in names}))
+
+    def queue(self, kind: str, attribute: str, annotator: str) -> pd.MultiIndex:
+        """The pairs of one queue, most valuable first (cached: sorting every pair takes a while)."""
+        return self._cached(f"queue:{kind}:{attribute}:{annotator}", self._ranked_signature(), lambda: review_queue.select(
+            self.ranked(), kind=kind, attribute=attribute or None, annotator=annotator or None).index)
 
     # interactions -----------------------------------------------------------------------------
     def history(self, user: str, limit: int = 10) -> list[dict[str, Any]]:
@@ -321,9 +329,8 @@ def review_page(data: WebData, params: dict[str, list[str]]) -> Page:
     mine = active_reviews(ws)
     mine = mine[mine["rater"] == state["rater"]]
     done = set(zip(mine["video_id"], mine["attribute"]))
-    in_queue = review_queue.select(ranked, kind=state["kind"], attribute=state["attribute"] or None,
-                                   annotator=state["annotator"] or None)
-    judged = in_queue.index.isin(pd.MultiIndex.from_tuples(list(done))) if done else np.zeros(len(in_queue), bool)
+    in_queue = data.queue(state["kind"], state["attribute"], state["annotator"])
+    judged = in_queue.isin(pd.MultiIndex.from_tuples(list(done))) if done else np.zeros(len(in_queue), bool)
     queue = in_queue[~judged]
     video_id, attribute = _one(params, "video", limit=200), _one(params, "pair_attribute", limit=100)
     if video_id and attribute:
@@ -332,7 +339,7 @@ def review_page(data: WebData, params: dict[str, list[str]]) -> Page:
         ws.taxonomy[attribute]
         current = (video_id, attribute)
     else:
-        current = queue.index[state["at"]] if state["at"] < len(queue) else None
+        current = queue[state["at"]] if state["at"] < len(queue) else None
     context.update(done=int(judged.sum()), left=len(queue), agreement=review_queue.rater_agreement(ws, state["rater"], golden, ranked))
     context["back"] = {key: state[key] for key in QUEUE_FIELDS}
     explicit = bool(video_id and attribute)
