@@ -1,6 +1,6 @@
 """Regenerate the starter workspace's sample files (src/vibeset/starter/*.csv) deterministically.
 
-The sample is synthetic on purpose: a small catalog of short videos of ten kinds (cooking, travel,
+The sample is synthetic on purpose: a small catalog of 300 short videos of ten kinds (cooking, travel,
 workouts, ASMR, news, sketches, nature, true crime, pets, gaming) whose descriptions are built from
 phrases that move each vibe, three human raters whose ratings follow those vibes with rater noise
 and a few "not sure" answers, and forty users who watch the kinds they like. It exists so that
@@ -63,6 +63,8 @@ PHRASES = {
     "Calm narration and soft natural sound.": (1.0, -0.6, 0, 0.3, 0.5, 0),
     "Tense music and a ticking clock.": (-0.8, 0.6, -0.3, -0.3, 0, 1.2),
 }
+PARTS = 5  # videos per subject: 10 kinds x 6 subjects x 5 = 300 videos
+JUDGED = 100  # videos the raters judged (about half land in golden test)
 RATERS = {"alice": 0.6, "bob": 0.9, "chen": 0.75}  # rater -> noise (sd on the 1-5 scale)
 #: survey tags raters answered: vibe names, aliases the taxonomy maps, and one it does not
 TAGS = {"calming": ["calming", "relaxing"], "energetic": ["energetic"], "funny": ["funny", "hilarious"],
@@ -74,7 +76,7 @@ def catalog(rng: np.random.Generator) -> list[dict]:
     videos, number = [], 1
     phrases = list(PHRASES)
     for kind, (tags, means, stems, subjects) in KINDS.items():
-        for i, subject in enumerate(subjects * 2):
+        for i, subject in enumerate(subjects * PARTS):
             stem = stems[(i + number) % len(stems)]
             chosen = rng.choice(len(phrases), size=2, replace=False)
             latent = np.array(means, dtype=float) + sum(np.array(PHRASES[phrases[c]]) for c in chosen)
@@ -82,7 +84,7 @@ def catalog(rng: np.random.Generator) -> list[dict]:
             title = stem.format(s=subject)
             title = title[0].upper() + title[1:]
             if i >= len(subjects):
-                title += " (part 2)"
+                title += f" (part {1 + i // len(subjects)})"
             kind_name = kind.replace("truecrime", "true crime")
             article = "an" if kind_name[0] in "aeiou" else "a"
             description = (f"{title}: {article} {kind_name} video about "
@@ -95,7 +97,7 @@ def catalog(rng: np.random.Generator) -> list[dict]:
 
 def judgements(rng: np.random.Generator, videos: list[dict]) -> list[list[str]]:
     rows = []
-    judged = rng.choice(len(videos), size=84, replace=False)
+    judged = rng.choice(len(videos), size=JUDGED, replace=False)
     for row in sorted(judged):
         video = videos[row]
         for rater, noise in RATERS.items():
