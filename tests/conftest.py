@@ -97,3 +97,12 @@ def copy_of(config: Path, target: Path) -> Path:
     text = config.read_text().replace(str(config.parent / "out"), str(target / "out"))
     (target / "vibeset.toml").write_text(text)
     return target / "vibeset.toml"
+
+
+@pytest.fixture(scope="session")
+def starter_workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    """``vibeset init`` then ``vibeset run`` on the starter (non-movie) workspace: its config and the run's output."""
+    root = tmp_path_factory.mktemp("starter") / "ws"
+    init = run_cli("init", str(root))
+    assert init.returncode == 0, init.stderr
+    return root / "vibeset.toml", run_cli("run", "-w", str(root), timeout=900)

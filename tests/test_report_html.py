@@ -68,7 +68,7 @@ def test_report_has_every_plot(report):
 
     attributes = sorted(workspace_golden(ws).split("test").pairs["attribute"].unique())
     expected = {"fig-f1-per-attribute", "fig-mcc-per-attribute", "fig-pr-micro", "fig-agreement", "fig-throughput",
-                "fig-cost", "fig-prompt-versions", *(f"fig-pr-{a}" for a in attributes)}
+                "fig-cost", "fig-prompt-versions", "fig-shares", *(f"fig-pr-{a}" for a in attributes)}
     assert expected <= set(document.ids), sorted(expected - set(document.ids))
     assert document.tags["svg"] == document.tags["figure"] == summary["figures"] == len(expected)
     assert summary["bytes"] == out.stat().st_size < 1_000_000
@@ -87,3 +87,45 @@ def test_report_is_self_contained(report):
     assert document.tags.get("script", 0) == 0 and document.tags.get("link", 0) == 0 and document.tags.get("img", 0) == 0
     assert document.urls and all(url.startswith("#") for url in document.urls)  # only in-page links
     assert "http://" not in text and "https://" not in text and "url(" not in text and "@import" not in text
+
+
+def test_report_opens_with_the_verdict_and_greys_thin_vibes(report):
+    out, summary, ws = report
+    text = out.read_text(encoding="utf-8")
+    assert summary["sections"][0] == "verdict"
+    verdict = text[text.index('<section id="verdict"'):text.index("</section>")]
+    assert "a single human rater" in verdict and "[" in verdict  # with CIs
+    assert text.index('id="verdict"') < text.index('id="evaluation"') and text.index('id="verdict"') < text.index('class="toc"')
+    from vibeset.golden import workspace_golden
+
+    test = workspace_golden(ws).split("test").pairs
+    sizes = test.groupby("attribute").size()
+    for attribute, n in sizes.items():  # every per-vibe panel says its n, and is grey below 20
+        assert f"{attribute} (n=" in text
+        figure = text[text.index(f'id="fig-pr-{attribute}"') - 40:text.index(f'id="fig-pr-{attribute}"')]
+        assert ("muted" in figure) == (n < 20), (attribute, n)
+
+
+def test_report_has_confusion_matrices_and_a_browsable_table(report):
+    out, _, ws = report
+    text = out.read_text(encoding="utf-8")
+    from vibeset.golden import workspace_golden
+
+    test = workspace_golden(ws).split("test").pairs
+    confusion = text[text.index('<section id="confusion"'):]
+    confusion = confusion[:confusion.index("</section>")]
+    assert "TP" in confusion and "FN" in confusion and "annotations:" in confusion  # the LLM run evaluated here
+    browse = text[text.index('<table class="browse">'):]
+    browse = browse[:browse.index("</table>")]
+    assert browse.count("<tr data-vibe=") == len(test)  # every evaluated pair, with its text, ratings and labels
+    assert 'class="f-vibe"' in text and 'class="f-kind"' in text
+    for attribute in sorted(test["attribute"].unique()):  # CSS-only filters, one rule per vibe
+        assert f'option[value="{attribute}"]:checked) tbody tr:not([data-vibe="{attribute}"])' in text
+
+
+def test_report_shows_the_share_each_annotator_labels(report):
+    out, _, _ = report
+    text = out.read_text(encoding="utf-8")
+    shares = text[text.index('<section id="shares"'):]
+    shares = shares[:shares.index("</section>")]
+    assert "zero-shot share" in shares and "golden prevalence" in shares

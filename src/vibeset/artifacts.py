@@ -154,7 +154,7 @@ class Artifact:
         """The validated manifest; a missing or corrupt one is an error naming the file."""
         file = self.path / MANIFEST
         if not file.is_file():
-            raise self.error(self.path, f"no {self.kind.description or self.kind.name} here (no {MANIFEST})")
+            raise self.error(self.path, f"missing (no {MANIFEST}; expected {self.kind.description or self.kind.name})")
         try:
             manifest = Manifest.model_validate_json(file.read_bytes())
         except (OSError, ValueError, ValidationError) as err:

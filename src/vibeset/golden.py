@@ -10,7 +10,7 @@ splits. Individual raters are kept so the single-rater baseline can be scored.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,7 @@ class GoldenSet:
     threshold: float
     rater_positive: float
     skipped_videos: int = 0
+    unmatched_tags: dict[str, int] = field(default_factory=dict)  # judged tags that match no attribute: rows
 
     @property
     def version(self) -> str:
@@ -65,6 +66,7 @@ class GoldenSet:
             self.threshold,
             self.rater_positive,
             self.skipped_videos,
+            self.unmatched_tags,
         )
 
     def summary(self) -> dict[str, float | int]:
@@ -75,6 +77,8 @@ class GoldenSet:
             "prevalence": float(self.pairs["label"].mean()) if len(self.pairs) else 0.0,
             "judgements": int(len(self.judgements)),
             "skipped_videos": int(self.skipped_videos),
+            "unmatched_judgements": int(sum(self.unmatched_tags.values())),
+            "unmatched_tags": dict(self.unmatched_tags),
         }
 
 
@@ -94,7 +98,9 @@ def build_golden(
     frame = judgements
     if config.not_sure is not None:
         frame = frame[frame["rating"] != config.not_sure]
-    frame = frame.assign(attribute=frame["tag"].map(taxonomy.alias_map())).dropna(subset=["attribute"])
+    frame = frame.assign(attribute=frame["tag"].map(taxonomy.alias_map()))
+    unmatched = frame.loc[frame["attribute"].isna(), "tag"].value_counts()
+    frame = frame.dropna(subset=["attribute"])
     skipped = 0
     if catalog is not None:
         known = frame["video_id"].isin(set(catalog.ids))
@@ -112,6 +118,7 @@ def build_golden(
         config.consensus_threshold,
         config.rater_positive,
         skipped,
+        {str(tag): int(n) for tag, n in unmatched.items()},
     )
 
 
@@ -149,7 +156,7 @@ def agreement_report(golden: GoldenSet) -> pd.DataFrame:
                 "alpha": alpha,
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["attribute", "pairs", "multi_rater_pairs", "raters_per_pair", "prevalence", "alpha"])
 
 
 def save_golden(golden: GoldenSet, artifact: Artifact, stamp: Stamp) -> pd.DataFrame:

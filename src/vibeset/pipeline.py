@@ -146,7 +146,27 @@ def _golden(ctx: Context) -> str:
         raise ConfigError("the golden set is empty: no judged pair maps to a taxonomy attribute and a catalog video")
     save_golden(golden, ctx.artifacts.get("golden"), ctx.stamp())
     s = golden.summary()
-    return f"{s['pairs']:,} pairs, {s['videos']:,} videos, {s['attributes']} vibes, prevalence {s['prevalence']:.2f} ({golden.version})"
+    unmatched = f"; {s['unmatched_judgements']:,} judgements with tags that match no vibe left out" if s["unmatched_judgements"] else ""
+    return (f"{s['pairs']:,} pairs, {s['videos']:,} videos, {s['attributes']} vibes, prevalence {s['prevalence']:.2f} "
+            f"({golden.version}){unmatched}{_golden_warnings(golden, ctx.taxonomy().names)}")
+
+
+MIN_SPLIT_VIDEOS = 20  # judged videos per golden split below which figures are noise (docs/workspace.md)
+
+
+def _golden_warnings(golden: Any, names: Sequence[str]) -> str:
+    """Say when the golden set is too small for what later stages do with it."""
+    out = []
+    for split in ("dev", "test"):
+        videos = golden.pairs.loc[golden.pairs["split"] == split, "video_id"].nunique()
+        if videos < MIN_SPLIT_VIDEOS:
+            out.append(f"golden {split} has {videos} judged videos (thresholds and scores need >= {MIN_SPLIT_VIDEOS})")
+    missing = sorted(set(names) - set(golden.pairs.loc[golden.pairs["split"] == "dev", "attribute"]))
+    if missing:
+        out.append(f"no golden dev pair for {', '.join(missing[:5])}{'...' if len(missing) > 5 else ''}")
+    if not (golden.pairs["n_raters"] >= 3).any():
+        out.append("no pair has 3 or more raters, so there is no single-rater baseline")
+    return "".join(f"; warning: {w}" for w in out)
 
 
 def _embed(ctx: Context) -> str:
@@ -165,7 +185,9 @@ def _cf(ctx: Context) -> str:
     interactions = workspace_interactions(ctx.workspace)
     model = CollaborativeModel(factors=ctx.config.cf_factors, seed=ctx.config.seed).fit(interactions, ids, content)
     save_collaborative(model, ctx.artifacts.get("cf"), ctx.stamp())
-    return f"{len(model.user_ids_):,} users x {len(ids):,} videos, {int(model.cold_.sum()):,} cold videos from their text"
+    many = (f"; warning: cf_factors {ctx.config.cf_factors} is not below the {len(model.user_ids_)} users: lower it in [pipeline]"
+            if ctx.config.cf_factors >= len(model.user_ids_) else "")
+    return f"{len(model.user_ids_):,} users x {len(ids):,} videos, {int(model.cold_.sum()):,} cold videos from their text{many}"
 
 
 def _golden_videos(ctx: Context) -> list:
@@ -209,7 +231,8 @@ def _silver(ctx: Context) -> str:
     summary = build_silver(ws, sample, taxonomy, ctx.inputs["teacher"], ctx.artifacts.get("silver", teacher_slug(spec)),
                            stamp, annotate_missing=fill)
     return (f"{summary['videos']:,} videos ({summary['copied']:,} from the teacher's labels, {summary['annotated']:,} "
-            f"annotated now), {summary['strata']} strata, {summary['positive_share']:.1%} positive")
+            f"annotated now), {summary['strata']} strata, {summary['positive_share']:.1%} positive"
+            + (f"; {sample.shortfall}" if sample.shortfall else ""))
 
 
 def _distill(ctx: Context) -> str:
@@ -224,8 +247,10 @@ def _distill(ctx: Context) -> str:
     )
     agreement = report["agreement"]
     ctx.results["report"] = report
+    few = (f"; warning: only {agreement['heldout_videos']} held-out silver videos, too few for this figure (a Silver Set of "
+           f">= 200 videos holds out ~20)") if agreement["heldout_videos"] < MIN_SPLIT_VIDEOS else ""
     return (f"student {report['student']['version']}: AUC {agreement['auc_vs_teacher_labels']:.3f} against the teacher's "
-            f"labels on {agreement['heldout_videos']} held-out silver videos")
+            f"labels on {agreement['heldout_videos']} held-out silver videos{few}")
 
 
 def _label(ctx: Context) -> str:
@@ -251,8 +276,10 @@ def _index(ctx: Context) -> str:
     save_index(index, ctx.artifacts.get("index"), ctx.stamp(), keep=ctx.options.get("keep", 3))
     ctx.results["index"] = index
     lengths = np.diff(index.post_offsets)
+    empty = [name for name, n in zip(index.attributes, lengths) if n == 0]
+    none = f"; warning: no video carries {', '.join(empty)}: restricted retrieval for it returns nothing" if empty else ""
     return (f"index {index.version}: {len(index):,} videos, {len(index.user_ids):,} users; videos per vibe "
-            f"{int(lengths.min()):,}-{int(lengths.max()):,} (median {int(np.median(lengths)):,})")
+            f"{int(lengths.min()):,}-{int(lengths.max()):,} (median {int(np.median(lengths)):,}){none}")
 
 
 def _evaluate(ctx: Context) -> str:
@@ -450,8 +477,32 @@ def verdict(workspace: Workspace) -> list[str]:
         return ["no evaluation yet: 'vibeset run' (or 'vibeset evaluate') makes one"]
     report = read_metrics(metrics)
     annotators = report["annotators"]
-    lines = []
+    lines = [f"{v['annotator']} {v['word']} a single human rater: head-to-head MCC {fmt(v['mcc'], v['ci'])} vs "
+             f"{fmt(v['rater_mcc'], v['rater_ci'])} (n={v['n']:,}); all pairs AUC {fmt(v['auc'], v['auc_ci'])}"
+             for v in rater_verdicts(report)]
+    if "teacher" in annotators and "student" in annotators:
+        teacher, student = annotators["teacher"]["micro"].get("roc_auc"), annotators["student"]["micro"].get("roc_auc")
+        if teacher is not None and student is not None:
+            gap = student - teacher
+            judged = "within 0.01 of" if abs(gap) <= 0.01 else ("above" if gap > 0 else "below")
+            lines.append(f"student AUC {student:.3f} is {judged} its teacher's {teacher:.3f} ({gap:+.3f})")
+    labels = catalog.annotations("student")
+    if labels.exists():
+        lines.append(_shares(read_annotations(labels), len(workspace.catalog)))
+    return lines
+
+
+def rater_verdicts(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Per annotator of an evaluation report: does it beat a single human rater head-to-head (MCC, 95% CIs)?
+
+    ``word`` is "beats" / "loses to" when the CIs are apart, else "beats (CIs overlap)" or
+    "does not beat (CIs overlap)".
+    """
+    annotators = report["annotators"]
     crowd = annotators.get("crowd", {}).get("head_to_head", {}).get("micro", {})
+    if not crowd.get("n"):
+        return []  # no single-rater baseline to compare with
+    out = []
     for name, block in annotators.items():
         if name == "crowd" or "head_to_head" not in block:
             continue
@@ -464,18 +515,10 @@ def verdict(workspace: Workspace) -> list[str]:
         else:
             word = "beats" if mine["mcc"] > crowd.get("mcc", 1.0) else "does not beat"
             word += " (CIs overlap)"
-        lines.append(f"{name} {word} a single human rater: head-to-head MCC {fmt(mine['mcc'], ci)} vs "
-                     f"{fmt(crowd.get('mcc'), rater_ci)} (n={mine['n']:,}); all pairs AUC {fmt(block['micro'].get('roc_auc'), block['micro']['ci'].get('roc_auc'))}")
-    if "teacher" in annotators and "student" in annotators:
-        teacher, student = annotators["teacher"]["micro"].get("roc_auc"), annotators["student"]["micro"].get("roc_auc")
-        if teacher is not None and student is not None:
-            gap = student - teacher
-            judged = "within 0.01 of" if abs(gap) <= 0.01 else ("above" if gap > 0 else "below")
-            lines.append(f"student AUC {student:.3f} is {judged} its teacher's {teacher:.3f} ({gap:+.3f})")
-    labels = catalog.annotations("student")
-    if labels.exists():
-        lines.append(_shares(read_annotations(labels), len(workspace.catalog)))
-    return lines
+        out.append({"annotator": name, "word": word, "mcc": mine["mcc"], "ci": ci, "rater_mcc": crowd.get("mcc"),
+                    "rater_ci": rater_ci, "n": mine["n"], "auc": block["micro"].get("roc_auc"),
+                    "auc_ci": block["micro"]["ci"].get("roc_auc")})
+    return out
 
 
 def _shares(labels: pd.DataFrame, videos: int) -> str:

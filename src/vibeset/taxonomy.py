@@ -129,7 +129,8 @@ def parse_taxonomy(text: str, source: str = "<taxonomy>") -> Taxonomy:
         first = err.errors()[0]
         loc = tuple(first["loc"])
         where = ".".join(str(part) for part in loc)
-        raise ConfigError(f"{source}:{_line_of(node, loc)}: {where}: {first['msg']}") from err
+        got = f" (got {first['input']!r})" if isinstance(first.get("input"), (str, int, float)) else ""
+        raise ConfigError(f"{source}:{_line_of(node, loc)}: {where}: {first['msg']}{got}") from err
     seen: dict[str, int] = {}
     for index, attribute in enumerate(taxonomy.attributes):
         line = _line_of(node, ("attributes", index))

@@ -7,11 +7,13 @@ movielens-vibes data is simply the default workspace of this repository.
 from __future__ import annotations
 
 import os
+import shutil
 import tomllib
 from functools import cached_property
+from importlib import resources
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .catalog import Catalog, CatalogColumns, load_catalog
 from .errors import ConfigError
@@ -28,10 +30,10 @@ class CatalogConfig(BaseModel):
 
 class JudgementColumns(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    rater: str = "rater"
-    video: str = "video_id"
-    tag: str = "tag"
-    rating: str = "rating"
+    rater: str = Field("rater", min_length=1)
+    video: str = Field("video_id", min_length=1)
+    tag: str = Field("tag", min_length=1)
+    rating: str = Field("rating", min_length=1)
 
 
 class JudgementsConfig(BaseModel):
@@ -49,11 +51,18 @@ class JudgementsConfig(BaseModel):
 
 
 class InteractionColumns(BaseModel):
+    """``rating`` and ``timestamp`` are optional: ``""`` means the file has none (implicit feedback, row order)."""
+
     model_config = ConfigDict(extra="forbid")
-    user: str = "user_id"
-    video: str = "video_id"
+    user: str = Field("user_id", min_length=1)
+    video: str = Field("video_id", min_length=1)
     rating: str | None = "rating"
     timestamp: str | None = "timestamp"
+
+    @field_validator("rating", "timestamp", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
 
 class InteractionsConfig(BaseModel):
@@ -75,6 +84,8 @@ class PipelineConfig(BaseModel):
 
 class WorkspaceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    domain: str = Field("videos", min_length=1, max_length=40, pattern=r"^[^\[\]{}<>]+$",
+                        description="what the catalog's items are called in messages, a plural noun: videos, films, podcasts")
     artifacts: Path = Path("out")
     taxonomy: Path
     catalog: CatalogConfig
@@ -141,46 +152,25 @@ def load_workspace(path: str | Path | None = None) -> Workspace:
     return Workspace(config, file.parent.resolve())
 
 
-TEMPLATE = """\
-# vibeset workspace. Paths are relative to this file.
-# Where artifacts (embeddings, annotations, models, indexes, reports) are written.
-artifacts = "out"
-# The attribute taxonomy (YAML): name, definition, includes, excludes, aliases.
-taxonomy = "taxonomy.yaml"
+#: The starter workspace ``vibeset init`` writes: a commented config and taxonomy, and small sample files.
+STARTER_FILES = ("vibeset.toml", "taxonomy.yaml", "catalog.csv", "judgements.csv", "interactions.csv")
 
-[catalog]
-# CSV, JSONL or Parquet; one row per video.
-path = "catalog.csv"
-[catalog.columns]
-id = "video_id"
-title = "title"
-description = "description"
-# transcript = "transcript"
-# tags = "tags"            # a separated list, e.g. genres or categories
-# tags_separator = "|"
-# media = "video_path"     # a local video file for frame sampling
-require_text = "description"  # rows with an empty value here are skipped
 
-# Human judgements in survey format: one row per (rater, video, tag, rating).
-[judgements]
-path = "judgements.csv"
-scale = [1, 5]
-not_sure = -1               # ratings equal to this are dropped
-consensus_threshold = 3.5   # a pair is positive when the mean rating reaches this
-rater_positive = 4          # a single rater says "yes" at this rating
-test_fraction = 0.5         # share of videos in the golden test split
-[judgements.columns]
-rater = "rater"
-video = "video_id"
-tag = "tag"
-rating = "rating"
-
-# User interactions for collaborative embeddings and retrieval.
-[interactions]
-path = "interactions.csv"
-[interactions.columns]
-user = "user_id"
-video = "video_id"
-rating = "rating"
-timestamp = "timestamp"
-"""
+def init_workspace(directory: str | Path, *, force: bool = False) -> list[Path]:
+    """Write the starter workspace into ``directory``; refuses to overwrite any file unless ``force``."""
+    directory = Path(directory)
+    targets = [directory / name for name in STARTER_FILES]
+    existing = [str(t) for t in targets if t.exists()]
+    if existing and not force:
+        raise ConfigError(f"{', '.join(existing)} already exist(s); pass --force to overwrite")
+    if directory.exists() and not directory.is_dir():
+        raise ConfigError(f"{directory} is a file, not a directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        starter = resources.files("vibeset").joinpath("starter")
+        for target in targets:
+            with resources.as_file(starter.joinpath(target.name)) as source:
+                shutil.copyfile(source, target)
+    except OSError as err:
+        raise ConfigError(f"{directory}: cannot write the starter workspace ({err.strerror or err})") from err
+    return targets

@@ -1,7 +1,8 @@
 """The Silver Set: a stratified catalog sample with its teacher's labels, confidences kept.
 
-The sample is stratified by primary tag and by interaction popularity, so the student sees rare
-tags and unwatched videos, not only the popular head. Golden test videos are left out by default:
+The sample is stratified by primary tag (the first of the catalog's tags column; tags held by fewer
+than ``MIN_STRATUM`` videos share one "(other)" stratum) and by interaction popularity, so the student
+sees rare tags and unwatched videos, not only the popular head. Golden test videos are left out by default:
 the student is scored on them and must not have trained on their labels, not even the teacher's.
 The labels are read from the teacher's annotations artifact; only sampled videos it lacks are
 annotated (``annotate_missing``, e.g. an LLM run into the silver directory, resumable).
@@ -28,6 +29,7 @@ from ..taxonomy import Taxonomy
 from ..workspace import Workspace
 
 POPULARITY_EDGES = (0, 1, 4, 21)  # interactions: none, 1-3, 4-20, 21+
+MIN_STRATUM = 5  # videos a primary tag needs to be its own stratum
 SAMPLE = "sample.parquet"
 COPIED = "part-teacher.parquet"
 
@@ -76,6 +78,16 @@ class SilverSample:
 
     video_ids: list[str]
     strata: list[str]
+    requested: int = 0  # the sample size asked for
+    eligible: int = 0  # catalog videos it could come from (golden test videos left out)
+
+    @property
+    def shortfall(self) -> str:
+        """A warning when fewer videos were sampled than asked for ('' otherwise)."""
+        if len(self.video_ids) >= self.requested:
+            return ""
+        return (f"warning: silver_sample is {self.requested:,} but only {self.eligible:,} catalog videos are eligible "
+                f"(golden test videos are left out): the Silver Set has {len(self.video_ids):,}")
 
     @property
     def version(self) -> str:
@@ -87,12 +99,14 @@ def sample_catalog(workspace: Workspace, n: int, *, seed: int = 0, exclude: set[
     frame = workspace.catalog.frame
     keep = ~frame["video_id"].isin(exclude).to_numpy()
     ids = frame["video_id"].to_numpy()[keep]
-    primary = [tags[0] if tags else "(none)" for tags in frame["tags"].to_numpy()[keep]]
+    primary = pd.Series([tags[0] if tags else "(none)" for tags in frame["tags"].to_numpy()[keep]], dtype=object)
+    sizes = primary.map(primary.value_counts())
+    primary = primary.where(sizes >= MIN_STRATUM, "(other)").tolist()
     counts = popularity(workspace, list(ids))
     bucket = np.searchsorted(POPULARITY_EDGES, counts, side="right") - 1
     strata = [f"{tag}|pop{b}" for tag, b in zip(primary, bucket)]
     rows = stratified_sample(strata, n, seed=seed)
-    return SilverSample([str(ids[r]) for r in rows], [strata[r] for r in rows])
+    return SilverSample([str(ids[r]) for r in rows], [strata[r] for r in rows], requested=n, eligible=len(ids))
 
 
 def build_silver(

@@ -17,26 +17,30 @@ from ..golden import agreement_report, workspace_golden
 from ..metrics import fmt
 from ..pipeline import run_stage
 from ..runs import recorded
-from ..workspace import CONFIG_NAME, TEMPLATE
-from .app import JsonOption, WorkspaceOption, app, console, fail, print_json, stdout, workspace
+from ..workspace import init_workspace
+from .app import (JsonOption, WorkspaceOption, app, bootstrap_option, check_split, console, fail, print_json,
+                  split_option, stdout, workspace)
 
 
 @app.command()
 def init(
-    directory: Path = typer.Argument(Path("."), help="Where to write vibeset.toml."),
-    force: bool = typer.Option(False, help="Overwrite an existing vibeset.toml."),
+    directory: Optional[Path] = typer.Argument(None, help="Where to write the workspace (default: --workspace or .)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite the starter files that already exist."),
+    ws_path: Optional[Path] = WorkspaceOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Write a commented workspace config naming your catalog, taxonomy, judgements and interactions."""
-    target = directory / CONFIG_NAME
-    if target.exists() and not force:
-        fail(f"{target} exists; pass --force to overwrite")
-    directory.mkdir(parents=True, exist_ok=True)
-    target.write_text(TEMPLATE)
+    """Write a starter workspace: a commented vibeset.toml and taxonomy.yaml, and a small sample catalog,
+    judgements and interactions that 'vibeset run' runs end to end. Replace the samples with your files."""
+    if directory is not None and ws_path is not None and directory != ws_path:
+        fail("give the directory once: as an argument or as --workspace")
+    target = directory or ws_path or Path(".")
+    written = init_workspace(target, force=force)
     if as_json:
-        print_json({"config": str(target.resolve())})
-    else:
-        console.print(f"wrote {target}; edit the paths and column mappings, then run 'vibeset golden'")
+        print_json({"workspace": str(target.resolve()), "files": [str(p.resolve()) for p in written]})
+        return
+    console.print(f"wrote {', '.join(p.name for p in written)} to {target}")
+    console.print(f"next: vibeset run -w {target}   (then open {target}/out/report/report.html, or 'vibeset serve -w {target}')")
+    console.print("your own data: replace the sample files and edit the column mappings; docs/workspace.md has every field")
 
 
 @app.command()
@@ -49,6 +53,9 @@ def golden(
     ws = workspace(ws_path)
     if survey is not None:
         gold = workspace_golden(ws, survey)
+        if gold.pairs.empty:
+            fail(f"{survey}: no judged pair maps to a taxonomy attribute and a catalog video "
+                 f"({gold.summary()['unmatched_judgements']:,} judgements with unmatched tags)")
         report = agreement_report(gold)
         summary = {**gold.summary(), "version": gold.version}
     else:
@@ -64,11 +71,22 @@ def golden(
         f"{summary['judgements']:,} judgements, prevalence {summary['prevalence']:.2f} "
         f"({summary['skipped_videos']} judged videos not in the catalog)"
     )
+    if summary.get("unmatched_judgements"):
+        console.print(f"note: {summary['unmatched_judgements']:,} judgements had a tag that matches no vibe and were left "
+                      f"out: {_tags(summary.get('unmatched_tags', {}))}; add them as aliases in the taxonomy to count them")
     for column in report.columns:
         table.add_column(column, justify="right" if column != "attribute" else "left")
     for record in report.itertuples(index=False):
         table.add_row(*[fmt(v) for v in record])
     stdout.print(table)
+
+
+def _tags(counts: dict) -> str:
+    shown = sorted(counts.items(), key=lambda kv: -kv[1])[:8]
+    return ", ".join(f"'{tag}' ({n})" for tag, n in shown) + (", ..." if len(counts) > 8 else "")
+
+
+MIN_N = 20  # per-vibe rows with fewer pairs show n but no scores: their intervals span most of [-1, 1]
 
 
 def print_report(report: dict, title: str, per_attribute: bool = True) -> None:
@@ -89,6 +107,10 @@ def print_report(report: dict, title: str, per_attribute: bool = True) -> None:
                     continue
                 values = block[attribute] if attribute in ("micro", "macro") else block["per_attribute"].get(attribute)
                 if values is None:
+                    continue
+                if attribute not in ("micro", "macro") and (values.get("n") or 0) < MIN_N:
+                    table.add_row(attribute, name, str(values["n"]), fmt(values.get("prevalence")), *["-"] * 4,
+                                  f"(n < {MIN_N})")
                     continue
                 table.add_row(
                     attribute.upper() if attribute in ("micro", "macro") else attribute,
@@ -114,8 +136,8 @@ def evaluate(
     ),
     survey: Optional[Path] = typer.Option(None, help="Survey-format judgements to evaluate on (default: the workspace's)."),
     catalog: Optional[Path] = typer.Option(None, help="Catalog file, read with the workspace's column mapping."),
-    split: str = typer.Option("dev", help="Golden split to score: dev, test or all (test and all are recorded uses of test)."),
-    bootstrap: int = typer.Option(500, help="Bootstrap replicates for the 95% CIs."),
+    split: str = split_option("dev", ("dev", "test", "all"), "Golden split to score (test and all are recorded uses of test)."),
+    bootstrap: int = bootstrap_option(500),
     per_attribute: bool = typer.Option(True, help="Print per-attribute rows, not only micro/macro."),
     ws_path: Optional[Path] = WorkspaceOption,
     as_json: bool = JsonOption,
@@ -125,6 +147,7 @@ def evaluate(
     Thresholds and anything learned come only from the workspace's golden dev split, never
     from --survey.
     """
+    split = check_split(split, ("dev", "test", "all"))
     ws = workspace(ws_path)
     if catalog is not None:
         ws.__dict__["catalog"] = load_catalog(catalog, ws.config.catalog.columns)

@@ -13,11 +13,12 @@ from rich.table import Table
 from .. import annotators, runs as registry
 from ..annotate import versions
 from ..artifacts import Stamp, artifacts_of
-from ..iterate import analysis, compare, promote, refine
+from ..iterate import analysis, compare, refine
+from ..iterate.promote import promote
 from ..metrics import fmt
-from ..runs import golden_split, uses_of_test_split
+from ..runs import champion, golden_split, taxonomy_in_use, uses_of_test_split
 from ..workspace import Workspace
-from .app import JsonOption, WorkspaceOption, app, console, fail, print_json, stdout, workspace
+from .app import JsonOption, WorkspaceOption, app, bootstrap_option, check_split, console, fail, print_json, split_option, stdout, workspace
 
 runs_app = typer.Typer(help="The run registry: every annotate / evaluate / iterate / distill run.", no_args_is_help=True)
 iterate_app = typer.Typer(help="The golden-set loop: error analysis, comparison, refinement, promotion.", no_args_is_help=True)
@@ -94,6 +95,15 @@ def _split(final: bool) -> str:
     return "test" if final else "dev"
 
 
+def _final(split: Optional[str], final: bool) -> bool:
+    """``--split test`` (or the older ``--final``) asks for the held-out test split."""
+    return final or check_split(split, ("dev", "test")) == "test"
+
+
+SplitOption = split_option(None, ("dev", "test"), "Golden split (default dev; test is a recorded use, sparingly).")
+FinalOption = typer.Option(False, "--final", hidden=True, help="Same as --split test.")
+
+
 def _spec(annotator: str, prompt: Optional[str]) -> str:
     if prompt is None:
         return annotator
@@ -111,15 +121,17 @@ def _videos(ws: Workspace, golden) -> list:
 def iterate_evaluate(
     annotator: str = typer.Option("zero-shot", "--annotator", "-a", help=AnnotatorHelp),
     prompt: Optional[str] = typer.Option(None, "--prompt", help="Taxonomy or zero-shot version to evaluate (same as zero-shot@VERSION)."),
-    final: bool = typer.Option(False, "--final", help="Evaluate on the held-out golden TEST split (recorded; use sparingly)."),
-    bootstrap: int = typer.Option(500, help="Bootstrap replicates for the 95% CIs."),
+    split: Optional[str] = SplitOption,
+    final: bool = FinalOption,
+    bootstrap: int = bootstrap_option(500),
     ws_path: Optional[Path] = WorkspaceOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Error analysis on the golden dev split (or test with --final): metrics with CIs, confusion, FPs and FNs.
+    """Error analysis on the golden dev split (or test with --split test): metrics with CIs, confusion, FPs and FNs.
 
     The report is an analysis artifact (ARTIFACTS/iterate/reports/RUN_ID: analysis.json and analysis.md).
     """
+    final = _final(split, final)
     ws = workspace(ws_path)
     spec = annotators.check_spec(ws, _spec(annotator, prompt)).text
     with registry.recorded(ws, "evaluate", {"annotator": spec, "final": final, "bootstrap": bootstrap}) as run:
@@ -163,13 +175,15 @@ def iterate_evaluate(
 def iterate_compare(
     a: str = typer.Argument(..., help=f"Version A: {AnnotatorHelp}"),
     b: str = typer.Argument(..., help="Version B, same forms; zero-shot@V takes a taxonomy version too."),
-    final: bool = typer.Option(False, "--final", help="Compare on the held-out golden TEST split (recorded)."),
-    bootstrap: int = typer.Option(1000, help="Paired bootstrap replicates."),
+    split: Optional[str] = SplitOption,
+    final: bool = FinalOption,
+    bootstrap: int = bootstrap_option(1000),
     show_flips: int = typer.Option(20, "--flips", help="How many flipped labels to print (all are in --json)."),
     ws_path: Optional[Path] = WorkspaceOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Two versions on the same golden items: F1 deltas with paired bootstrap and McNemar, and the flips."""
+    final = _final(split, final)
     ws = workspace(ws_path)
     started = time.perf_counter()
     annotators.check_spec(ws, a), annotators.check_spec(ws, b)
@@ -272,7 +286,7 @@ def iterate_refine(
             fail("offline refinement adds prototypes to a zero-shot annotator; --annotator must be zero-shot[@VERSION]")
         spec = annotator
         if annotator == "champion":
-            current = promote.champion(ws)
+            current = champion(ws)
             spec = f"zero-shot@{current.version}" if current else "zero-shot"
         base, taxonomy = annotators.zero_shot_for(ws, annotators.parse_spec(spec), dev)
 
@@ -288,7 +302,7 @@ def iterate_refine(
         console.print(f"dev macro F1 {result['base_dev_macro_f1']:.3f} (base {result['base_version']}) -> "
                       f"{result['best_dev_macro_f1']:.3f} (best {result['best_version']}). Dev numbers flatter a "
                       f"version fitted on dev; check it once on test: vibeset iterate compare {annotator} "
-                      f"zero-shot@{result['best_version']} --final")
+                      f"zero-shot@{result['best_version']} --split test")
         return
     if model is None:
         fail(f"--backend {backend} needs --model")
@@ -301,7 +315,7 @@ def iterate_refine(
         return config.backend(backend, model, base_url)
 
     if auto:
-        taxonomy = promote.champion_taxonomy(ws)
+        taxonomy = taxonomy_in_use(ws)
 
         def show_llm(round_: refine.Round) -> None:
             cost = "?" if round_.cost_usd is None else f"${round_.cost_usd:.4f}"
@@ -321,20 +335,20 @@ def iterate_refine(
     videos = _videos(ws, dev)
     labels = annotators.labels(ws, annotator, videos, dev)
     taxonomy = (versions.load_taxonomy_version(ws, labels.taxonomy_version)
-                if labels.taxonomy_version and "," not in labels.taxonomy_version else promote.champion_taxonomy(ws))
+                if labels.taxonomy_version and "," not in labels.taxonomy_version else taxonomy_in_use(ws))
     record = refine.propose(ws, attribute[0], taxonomy, labels.frame, dev, make_backend(), config,
                             annotator=annotator, per_side=per_side, template=template_text)
     if as_json:
         print_json(record)
         return
     name = attribute[0]
-    stdout.print(f"[bold]{name}[/] (dev F1 {record['dev_f1']:.3f}, {record['confusion']})", highlight=False)
+    stdout.print(f"{name} (dev F1 {record['dev_f1']:.3f}, {record['confusion']})", highlight=False)
     for side in ("current", "proposed"):
         block = record[side]
-        stdout.print(f"[bold]{side}[/]: {block['definition']}\n  counts: {'; '.join(block['includes'])}\n"
+        stdout.print(f"{side}: {block['definition']}\n  counts: {'; '.join(block['includes'])}\n"
                      f"  does not count: {'; '.join(block['excludes'])}", highlight=False)
     if record["proposed"].get("rationale"):
-        stdout.print(f"[bold]rationale[/]: {record['proposed']['rationale']}", highlight=False)
+        stdout.print(f"rationale: {record['proposed']['rationale']}", highlight=False)
     console.print(f"accept: vibeset iterate refine --attribute {name} --accept | edit {record['files']['yaml']} then "
                   f"--edit {record['files']['yaml']} | reject: --reject")
 
@@ -346,8 +360,8 @@ def iterate_promote(
     as_json: bool = JsonOption,
 ) -> None:
     """Mark VERSION the champion that bulk annotation uses by default."""
-    champion = promote.promote(workspace(ws_path), version)
+    promoted = promote(workspace(ws_path), version)
     if as_json:
-        print_json(champion.__dict__)
+        print_json(promoted.__dict__)
         return
-    console.print(f"champion: {champion.kind} version {champion.version} ({champion.path}); run {champion.run_id}")
+    console.print(f"champion: {promoted.kind} version {promoted.version} ({promoted.path}); run {promoted.run_id}")

@@ -19,25 +19,23 @@ from ..llm.distributed import ENGINES, replicas, run_on_ray
 from ..runs import Lineage, recorded, taxonomy_in_use
 from ..tables import read_table
 from ..workspace import Workspace
-from .app import JsonOption, WorkspaceOption, app, console, fail, print_json, workspace
+from .app import JsonOption, WorkspaceOption, app, check_split, console, fail, print_json, split_option, workspace
 
-SPLITS = ("golden-dev", "golden-test", "catalog")
+SPLITS = ("dev", "test", "all", "catalog")
 ENGINE_BACKENDS = ("openai", "gemini")
 
 
 def _videos(ws: Workspace, videos: Optional[Path], split: Optional[str]) -> list[Video]:
     """Videos from a file (a catalog table through the workspace's column mapping, or ids) or a named split."""
     if (videos is None) == (split is None):
-        fail("give exactly one of --videos FILE or --split golden-dev|golden-test|catalog")
+        fail(f"give exactly one of --videos FILE or --split {'|'.join(SPLITS)}")
+    split = check_split(split, SPLITS)
     if split == "catalog":
         return list(ws.catalog)
-    if split in ("golden-dev", "golden-test"):
-        from ..golden import workspace_golden
-
-        gold = workspace_golden(ws).split(split.split("-", 1)[1])
+    if split is not None:
+        gold = workspace_golden(ws).split(None if split == "all" else split)
         return list(ws.catalog.subset(sorted(gold.pairs["video_id"].unique())))
-    if videos is None:
-        fail(f"--split must be one of {', '.join(SPLITS)}, not {split!r}")
+    assert videos is not None
     columns = ws.config.catalog.columns
     if videos.suffix == ".txt":
         ids = [line.strip() for line in videos.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -103,7 +101,7 @@ def annotate(
     model: Optional[str] = typer.Option(None, "--model", help="Model name, passed through to the provider."),
     base_url: Optional[List[str]] = typer.Option(None, "--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1; repeatable with --engine ray (replicas of one model, shards round-robin)."),
     videos: Optional[Path] = typer.Option(None, "--videos", help="Catalog-format CSV/JSONL/Parquet, or ids (.txt or a table with only the id column)."),
-    split: Optional[str] = typer.Option(None, "--split", help="golden-dev, golden-test or catalog."),
+    split: Optional[str] = split_option(None, SPLITS, "Golden dev / test / all videos, or the whole catalog."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output directory (default: ARTIFACTS/annotations/<backend-model>); re-running into it resumes the job."),
     replace: bool = typer.Option(False, "--replace", help="zero-shot: relabel an --out that holds another version's labels."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Estimate calls, tokens and cost; call nothing."),
@@ -125,13 +123,13 @@ def annotate(
     OUT/failures/ and OUT/manifest.json. API keys come only from environment variables.
     """
     ws = workspace(ws_path)
-    if limit is not None and limit < 1:
-        fail(f"--limit must be a positive number of videos, got {limit}")
-    chosen = _videos(ws, videos, split)[:limit]
     if backend not in ("zero-shot", *ENGINE_BACKENDS):
         fail(f"--backend must be zero-shot, openai or gemini, not {backend!r}")
     if backend != "zero-shot" and not model:
         fail(f"--model is required for --backend {backend}")
+    if limit is not None and limit < 1:
+        fail(f"--limit must be a positive number of videos, got {limit}")
+    chosen = _videos(ws, videos, split)[:limit]
     slug = teacher_slug(backend if backend == "zero-shot" else f"llm:{backend}:{model}")
     target = artifacts_of(ws).at(out) if out else artifacts_of(ws).annotations(slug)
     if backend == "zero-shot":

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from ..pipeline import run_stage
-from .app import JsonOption, WorkspaceOption, app, console, print_json, workspace
+from .app import JsonOption, WorkspaceOption, app, console, print_json, stdout, workspace
 
 
 @app.command()
@@ -17,13 +17,23 @@ def report(
         None, help="Runs to show: registry run ids, or annotation job directories (also evaluated). Default: all."
     ),
     metrics: Optional[Path] = typer.Option(None, help="An evaluation JSON (default: the workspace's metrics artifact)."),
-    bootstrap: int = typer.Option(500, help="Bootstrap replicates for annotators the metrics lack."),
+    bootstrap: int = typer.Option(500, "--bootstrap", min=0, help="Bootstrap replicates for annotators the metrics lack."),
+    markdown: bool = typer.Option(False, "--markdown", help="Print the README's results section from the artifacts (writes nothing)."),
     ws_path: Optional[Path] = WorkspaceOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Write the HTML report (ARTIFACTS/report/report.html): F1/MCC with CIs, precision-recall curves, rater
     agreement, run cost and throughput, prompt versions, student vs teacher and retrieval when those stages ran."""
     ws = workspace(ws_path)
+    if markdown:
+        from ..report.markdown import results_markdown
+
+        text = results_markdown(ws)
+        if as_json:
+            print_json({"markdown": text})
+        else:
+            stdout.print(text, end="", soft_wrap=True)
+        return
     options = {"runs": list(runs or []), "n_boot": bootstrap, **({"metrics": metrics} if metrics else {})}
     outcome, ctx = run_stage(ws, "report", options=options)
     sections = ctx.results["sections"]

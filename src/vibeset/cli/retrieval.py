@@ -12,7 +12,8 @@ from rich.table import Table
 from ..artifacts import artifacts_of
 from ..metrics import fmt
 from ..pipeline import run_stage
-from .app import JsonOption, WorkspaceOption, app, console, fail, print_json, workspace
+from .app import (JsonOption, WorkspaceOption, app, bootstrap_option, console, fail, print_json, resolve_prefix, stdout,
+                  top_k_option, workspace)
 from .bench import bench_app
 
 index_app = typer.Typer(help="Build the attribute index that restricted retrieval serves.", no_args_is_help=True)
@@ -61,6 +62,7 @@ def serve(
     workers: int = typer.Option(1, help="worker processes (one BLAS thread each)"),
     index: Optional[Path] = typer.Option(None, "--index", help="serve this index directory instead of the workspace's"),
     workspace_path: Optional[Path] = WorkspaceOption,
+    as_json: bool = JsonOption,
 ) -> None:
     """Serve /recommend, /videos/{id}, /attributes, /healthz (bearer auth when $VIBESET_API_TOKEN is set)."""
     for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -78,7 +80,10 @@ def serve(
     from ..serve.api import app_from_env
 
     app_from_env()  # fail fast here, with a one-line message, if the index is missing
-    console.print(f"serving {target} on http://{host}:{port} ({workers} worker(s)); docs at /docs", highlight=False)
+    if as_json:
+        print_json({"serving": str(target), "url": f"http://{host}:{port}", "workers": workers})
+    else:
+        console.print(f"serving {target} on http://{host}:{port} ({workers} worker(s)); docs at /docs")
     uvicorn.run(
         "vibeset.serve.api:app_from_env",
         factory=True,
@@ -96,10 +101,10 @@ def _fmt(metric: dict) -> str:
 
 @app.command("eval-retrieval")
 def eval_retrieval(
-    k: int = typer.Option(10, "-k", help="cut-off K"),
+    k: int = top_k_option(10, "cut-off K"),
     test_fraction: float = typer.Option(0.1, help="share of the interaction time span held out (latest)"),
     ab: Optional[str] = typer.Option(None, "--ab", help="A/B replay of two index versions 'A,B' (default: previous,current)"),
-    boot: int = typer.Option(1000, help="bootstrap resamples"),
+    bootstrap: int = bootstrap_option(1000),
     workspace_path: Optional[Path] = WorkspaceOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -107,14 +112,17 @@ def eval_retrieval(
 
     The report is the retrieval-evaluation artifact (read by 'vibeset report').
     """
+    from ..retrieval.index import list_versions
+
+    ws = workspace(workspace_path)
     versions = None
     if ab:
         parts = [p.strip() for p in ab.split(",")]
-        if len(parts) != 2:
-            fail(f"--ab expects two versions 'A,B', got {ab!r}")
-        versions = (parts[0], parts[1])
-    ws = workspace(workspace_path)
-    options = {"k": k, "test_fraction": test_fraction, "n_boot": boot, **({"versions": versions} if versions else {})}
+        if len(parts) != 2 or not all(parts):
+            fail(f"--ab expects two versions 'A,B' (unique prefixes are enough), got {ab!r}")
+        saved = list_versions(artifacts_of(ws).get("index").path)
+        versions = tuple(resolve_prefix(part, saved, "index version") for part in parts)
+    options = {"k": k, "test_fraction": test_fraction, "n_boot": bootstrap, **({"versions": versions} if versions else {})}
     _, ctx = run_stage(ws, "eval-retrieval", options=options)
     report = ctx.results["report"]
     if as_json:
@@ -131,10 +139,10 @@ def eval_retrieval(
         table.add_row(
             system, _fmt(metrics[f"recall@{k}"]), _fmt(metrics[f"ndcg@{k}"]), f"{_fmt(precision)} n={precision['n']}"
         )
-    console.print(table)
+    stdout.print(table)
     ab_report = report["ab"]
     if "skipped" in ab_report:
-        console.print(f"A/B replay: {ab_report['skipped']}", highlight=False)
+        console.print(f"A/B replay: {ab_report['skipped']}")
         return
     table = Table(title=f"replayed A/B: A={ab_report['a']} vs B={ab_report['b']}, {ab_report['queries']} queries")
     for column in ("metric", "A", "B", "lift B/A [95% CI]"):
@@ -142,7 +150,7 @@ def eval_retrieval(
     for metric in (f"recall@{k}", f"ndcg@{k}", "intent_precision"):
         m = ab_report[metric]
         table.add_row(metric, f"{m['a']:.3f}", f"{m['b']:.3f}", f"{m['lift']:+.1%} [{m['ci'][0]:+.1%}, {m['ci'][1]:+.1%}]")
-    console.print(table)
+    stdout.print(table)
 
 
 def _example_users(recommender, n: int) -> list[str]:
@@ -159,7 +167,7 @@ EXAMPLE_INTENTS = (None, "something uplifting but not sappy", "dark,-violent")
 def recommend(
     user: Optional[str] = typer.Option(None, "--user", help="user id"),
     intent: Optional[str] = typer.Option(None, "--intent", help="attribute names ('dark,-sad') or free text; omitted: inferred"),
-    k: int = typer.Option(5, "-k", help="how many videos"),
+    k: int = top_k_option(5, "how many videos"),
     blend: float = typer.Option(0.0, help="weight of the attribute score in the ranking"),
     examples: int = typer.Option(0, "--examples", help="show N example users instead (inferred, free-text and explicit intents)"),
     workspace_path: Optional[Path] = WorkspaceOption,
@@ -201,7 +209,7 @@ def bench_retrieval(
     dim: int = typer.Option(64, help="embedding dimension"),
     attributes: int = typer.Option(100, help="attributes, prevalence log-spaced over --min/--max-prevalence"),
     queries: int = typer.Option(100, help="queries per prevalence"),
-    k: int = typer.Option(100, "-k"),
+    k: int = top_k_option(100, "cut-off K"),
     hnsw_m: int = typer.Option(32, help="HNSW graph degree"),
     as_json: bool = JsonOption,
 ) -> None:
@@ -212,4 +220,4 @@ def bench_retrieval(
     if as_json:
         print_json(result)
     else:
-        console.print(summary_table(result))
+        stdout.print(summary_table(result))

@@ -76,11 +76,13 @@ def bar_chart(
     domain: tuple[float, float] | None = None,
     width: int = 760,
     palette: Mapping[str, int] | None = None,
+    muted: Sequence[bool] | None = None,
 ) -> str:
     """Horizontal grouped bars, one row per category, one bar per series, with CI whiskers.
 
     ``domain`` defaults to the data's range including 0 and every interval end; ``palette``
-    maps a series name to its colour index so one annotator keeps its colour across charts.
+    maps a series name to its colour index so one annotator keeps its colour across charts;
+    rows flagged in ``muted`` are drawn grey (too few observations to read).
     """
     names = list(series)
     values = [b for bars in series.values() for b in bars if b is not None and _finite(b.value)]
@@ -109,6 +111,8 @@ def bar_chart(
     out.append(f'<text class="axis" x="{width - 20}" y="14" text-anchor="end">{escape(axis)}</text>')
     for row, category in enumerate(categories):
         y0 = top + row * row_h
+        grey = bool(muted and muted[row])
+        out.append('<g class="muted">' if grey else "<g>")
         out.append(f'<text x="{label_w - 6}" y="{y0 + row_h / 2 + 1:.1f}" text-anchor="end">{escape(category)}</text>')
         for i, name in enumerate(names):
             bar = series[name][row]
@@ -129,6 +133,7 @@ def bar_chart(
                 out.append(
                     f'<path class="ci" d="M{a:.1f} {mid:.1f}H{b:.1f}M{a:.1f} {mid - 2.5:.1f}v5M{b:.1f} {mid - 2.5:.1f}v5"/>'
                 )
+        out.append("</g>")
     out.append("</svg>")
     return "".join(out)
 

@@ -19,10 +19,12 @@ from markupsafe import Markup
 from ..annotators import labels, read_labels
 from ..artifacts import Stamp, artifacts_of
 from ..errors import VibesetError
-from ..evaluation import evaluate_annotator, read_metrics
+from ..evaluation import evaluate_annotator, evaluate_crowd, read_metrics
 from ..golden import workspace_golden
 from ..runs import golden_split
 from ..workspace import Workspace
+from .browse import browse_section, confusion_section
+from .verdict import shares_section, verdict_section
 from .sections import (
     Evaluation,
     Section,
@@ -113,6 +115,8 @@ def load_evaluation(
             tables[name] = _labels_of(workspace, name, block, videos, dev)
         except VibesetError as err:
             notes.append(f"{name}: cannot read its labels ({err})")
+    if fresh and "crowd" not in report["annotators"]:
+        report["annotators"]["crowd"] = evaluate_crowd(golden, n_boot=n_boot)  # the single-rater baseline
     for spec in fresh:
         say(f"evaluating {spec} (bootstrap CIs)")
         tables[spec] = labels(workspace, spec, videos, dev).frame
@@ -146,9 +150,13 @@ def build_sections(
     if progress:
         progress("rater agreement, runs, stages")
     return [
+        verdict_section(evaluation),
         evaluation_section(evaluation),
+        shares_section(workspace),
+        confusion_section(evaluation),
         pr_section(evaluation),
         agreement_section(workspace_golden(workspace)),
+        browse_section(evaluation, workspace),
         runs_section(registry, manifest_runs(jobs_dirs)),
         versions_section(registry if not ids else registry_runs(workspace)),
         distill_section(workspace),

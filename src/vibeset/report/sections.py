@@ -26,6 +26,7 @@ from ..workspace import Workspace
 from .charts import Bar, bar_chart, line_chart
 
 CURVE_POINTS = 80
+MIN_N = 20  # per-vibe panels with fewer pairs are greyed: too few to read
 
 
 @dataclass
@@ -33,6 +34,18 @@ class Figure:
     id: str
     svg: str
     caption: str
+    muted: bool = False
+
+
+@dataclass
+class Browse:
+    """A filterable table (CSS-only filters: the report runs no script)."""
+
+    columns: list[str]
+    rows: list[dict[str, Any]]  # {"cells": [...], "vibe": str, "classes": str}
+    vibes: list[str]
+    filters: list[tuple[str, str]]  # (row class, label)
+    note: str = ""
 
 
 @dataclass
@@ -40,6 +53,7 @@ class Table:
     columns: list[str]
     rows: list[list[str]]
     caption: str = ""
+    collapsed: bool = False
 
 
 @dataclass
@@ -52,6 +66,8 @@ class Section:
     notes: list[str] = field(default_factory=list)
     missing: str | None = None
     small_multiples: bool = False
+    browse: Browse | None = None
+    lead: list[str] = field(default_factory=list)  # headline sentences shown first
 
 
 @dataclass
@@ -109,6 +125,11 @@ def evaluation_section(ev: Evaluation) -> Section:
     )
     views = {name: result.get("head_to_head") or result for name, result in annotators.items()}
     attributes = sorted({a for block in views.values() for a in block.get("per_attribute", {})})
+    sizes = [max((block.get("per_attribute", {}).get(a, {}).get("n") or 0 for block in views.values()), default=0) for a in attributes]
+    labels = [*(f"{a} (n={n})" for a, n in zip(attributes, sizes)), "MACRO"]
+    muted = [n < MIN_N for n in sizes] + [False]
+    if any(muted):
+        section.notes.append(f"Grey rows have fewer than {MIN_N} head-to-head pairs: their intervals are too wide to read.")
     for metric, domain in (("f1", (0.0, 1.0)), ("mcc", (-1.0, 1.0))):
         series = {
             name: [_bar(block.get("per_attribute", {}).get(a), metric) for a in attributes] for name, block in views.items()
@@ -118,8 +139,8 @@ def evaluation_section(ev: Evaluation) -> Section:
         section.figures.append(
             Figure(
                 f"fig-{metric}-per-attribute",
-                bar_chart([*attributes, "MACRO"], series, title=f"{metric.upper()} per attribute, head-to-head",
-                          axis=metric.upper(), domain=domain, palette=palette(ev)),
+                bar_chart(labels, series, title=f"{metric.upper()} per attribute, head-to-head",
+                          axis=metric.upper(), domain=domain, palette=palette(ev), muted=muted),
                 f"{metric.upper()} per attribute (and macro average), crowd vs each annotator, head-to-head, with 95% CIs.",
             )
         )
@@ -173,9 +194,10 @@ def pr_section(ev: Evaluation) -> Section:
     for attribute in sorted(reference["attribute"].unique()):
         subset = {name: frame[frame["attribute"] == attribute] for name, frame in scored.items()}
         point = crowd["per_attribute"].get(attribute) if crowd else None
-        prevalence = float(reference.loc[reference["attribute"] == attribute, "y_true"].mean())
+        pairs = reference[reference["attribute"] == attribute]
         section.figures.append(
-            Figure(f"fig-pr-{attribute}", chart(subset, point, f"Precision-recall: {attribute}", prevalence, True), attribute)
+            Figure(f"fig-pr-{attribute}", chart(subset, point, f"Precision-recall: {attribute}", float(pairs["y_true"].mean()), True),
+                   f"{attribute} (n={len(pairs)})", muted=len(pairs) < MIN_N)
         )
     section.small_multiples = True
     return section

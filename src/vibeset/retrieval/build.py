@@ -71,6 +71,7 @@ def build_workspace_index(workspace: Workspace, labels: Artifact, collaborative:
             "lineage": lineage_chain(source),
             "collaborative": {**fitted.params(), "cold_items": int(fitted.cold_.sum())},
             "interactions": len(interactions),
+            "domain": workspace.config.domain,
         },
     )
 

@@ -161,5 +161,6 @@ def infer_intent(index: AttributeIndex, user_row: int, *, top: int = 1, min_supp
     affinity.sort(reverse=True)
     chosen = [name for _, name, _ in affinity[:top]]
     mapping = [{"attribute": name, "lift": round(lift, 3), "liked_items": count} for lift, name, count in affinity[:top]]
-    explanation = f"more {' and '.join(chosen)} films for you" if chosen else "no strong vibe in this user's history"
+    domain = str(index.manifest.get("domain", "videos"))  # the workspace's word for its items
+    explanation = f"more {' and '.join(chosen)} {domain} for you" if chosen else "no strong vibe in this user's history"
     return Intent(chosen, [], "inferred", None, mapping, explanation)

@@ -68,9 +68,9 @@ class _Live:
     def _read_pointer(self) -> str | None:
         if not self.watch:
             return None
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, UnicodeDecodeError):  # load_index names an unreadable pointer
             return (self.root / POINTER).read_text(encoding="utf-8").strip()
-        return self.pointer
+        return getattr(self, "pointer", None)
 
     def _open(self) -> Recommender:
         return Recommender(load_index(self.root), encoder_factory=self.encoder_factory)
