@@ -232,6 +232,7 @@ def _processes() -> dict[int, tuple[int, str]]:
 
 def test_a_killed_label_run_leaves_no_worker_or_ray_process(first_run, pipeline_ws, tmp_path):
     import os
+    import re
     import signal
     import subprocess
     import time
@@ -249,22 +250,33 @@ def test_a_killed_label_run_leaves_no_worker_or_ray_process(first_run, pipeline_
         pq.write_table(pa.table({"video_id": list(part["movieId"]), "title": list(part["title"]),
                                  "tags": list(part["genres"]), "description": list(part["overview"])}),
                        tmp_path / "in" / f"text-{number}.parquet")
-    for engine, marker in (("local", "multiprocessing"), ("ray", "/tmp/ray/session_")):
-        before = set(_processes())
+    for engine in ("local", "ray"):
         process = subprocess.Popen([*VIBESET, "label", "--replace", "--engine", engine, "--workers", "2",
                                     "--videos", str(tmp_path / "in" / "*.parquet"),
                                     "--batch-rows", "16", "--out", str(tmp_path / engine), "--workspace", str(config)],
                                    cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        session = re.compile(rf"/tmp/ray/session_[0-9_-]+_{process.pid}\b")  # Ray names its session after the driver
+
+        def ours() -> set[int]:
+            table = _processes()
+            found = {pid for pid, (_, cmd) in table.items() if session.search(cmd)}
+            found |= {pid for pid, (parent, _) in table.items() if parent == process.pid}
+            while more := {pid for pid, (parent, _) in table.items() if parent in found and pid not in found}:
+                found |= more
+            return found
+
         deadline, spawned = time.monotonic() + 90, set()
-        while time.monotonic() < deadline and not spawned:
-            spawned = {pid for pid, (_, cmd) in _processes().items() if pid not in before and marker in cmd}
+        while time.monotonic() < deadline and len(spawned) < 2:
+            spawned = ours()
             time.sleep(0.2)
-        assert spawned, f"the {engine} engine started no worker"
+        assert len(spawned) >= 2, f"the {engine} engine started no workers"
+        time.sleep(1.0)
+        spawned |= ours()
         os.kill(process.pid, signal.SIGKILL)  # the driver only: its process group lives on
         process.wait()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            alive = {pid for pid, (_, cmd) in _processes().items() if pid not in before and marker in cmd}
+            alive = (spawned & set(_processes())) | {pid for pid, (_, cmd) in _processes().items() if session.search(cmd)}
             if not alive:
                 break
             time.sleep(0.5)

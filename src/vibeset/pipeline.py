@@ -27,14 +27,13 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
-import pandas as pd
 
 from .annotate.silver import build_silver, sample_catalog
 from .annotate.teacher import local_engine, teacher_slug, write_llm_labels, write_zero_shot_labels, zero_shot_teacher
 from .annotation import read_annotations
 from .artifacts import Artifact, Artifacts, Stamp, artifacts_of, vibeset_version
 from .errors import ConfigError
-from .evaluation import evaluate_all, read_metrics, write_metrics
+from .evaluation import evaluate_all, write_metrics
 from .golden import save_golden, workspace_golden
 from .hashing import content_hash, file_sha256
 from .interactions import workspace_interactions
@@ -465,63 +464,3 @@ def run_pipeline(
         ran = [o.stage for o in outcomes if o.status == "ran"]
         run.note = f"ran {', '.join(ran)}" if ran else "nothing to do: every stage was up to date"
     return outcomes, run.run_id
-
-
-# -- the verdict ---------------------------------------------------------------------------------------
-def verdict(workspace: Workspace) -> list[str]:
-    """Short lines: does each annotator beat a single human rater, is the student within its teacher's AUC,
-    and how many videos each vibe labels."""
-    catalog = artifacts_of(workspace)
-    metrics = catalog.get("metrics")
-    if not metrics.exists():
-        return ["no evaluation yet: 'vibeset run' (or 'vibeset evaluate') makes one"]
-    report = read_metrics(metrics)
-    annotators = report["annotators"]
-    lines = [f"{v['annotator']} {v['word']} a single human rater: head-to-head MCC {fmt(v['mcc'], v['ci'])} vs "
-             f"{fmt(v['rater_mcc'], v['rater_ci'])} (n={v['n']:,}); all pairs AUC {fmt(v['auc'], v['auc_ci'])}"
-             for v in rater_verdicts(report)]
-    if "teacher" in annotators and "student" in annotators:
-        teacher, student = annotators["teacher"]["micro"].get("roc_auc"), annotators["student"]["micro"].get("roc_auc")
-        if teacher is not None and student is not None:
-            gap = student - teacher
-            judged = "within 0.01 of" if abs(gap) <= 0.01 else ("above" if gap > 0 else "below")
-            lines.append(f"student AUC {student:.3f} is {judged} its teacher's {teacher:.3f} ({gap:+.3f})")
-    labels = catalog.annotations("student")
-    if labels.exists():
-        lines.append(_shares(read_annotations(labels), len(workspace.catalog)))
-    return lines
-
-
-def rater_verdicts(report: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Per annotator of an evaluation report: does it beat a single human rater head-to-head (MCC, 95% CIs)?
-
-    ``word`` is "beats" / "loses to" when the CIs are apart, else "beats (CIs overlap)" or
-    "does not beat (CIs overlap)".
-    """
-    annotators = report["annotators"]
-    crowd = annotators.get("crowd", {}).get("head_to_head", {}).get("micro", {})
-    if not crowd.get("n"):
-        return []  # no single-rater baseline to compare with
-    out = []
-    for name, block in annotators.items():
-        if name == "crowd" or "head_to_head" not in block:
-            continue
-        mine = block["head_to_head"]["micro"]
-        ci, rater_ci = mine["ci"]["mcc"], crowd.get("ci", {}).get("mcc", [None, None])
-        if None not in (*ci, *rater_ci) and ci[0] > rater_ci[1]:
-            word = "beats"
-        elif None not in (*ci, *rater_ci) and ci[1] < rater_ci[0]:
-            word = "loses to"
-        else:
-            word = "beats" if mine["mcc"] > crowd.get("mcc", 1.0) else "does not beat"
-            word += " (CIs overlap)"
-        out.append({"annotator": name, "word": word, "mcc": mine["mcc"], "ci": ci, "rater_mcc": crowd.get("mcc"),
-                    "rater_ci": rater_ci, "n": mine["n"], "auc": block["micro"].get("roc_auc"),
-                    "auc_ci": block["micro"]["ci"].get("roc_auc")})
-    return out
-
-
-def _shares(labels: pd.DataFrame, videos: int) -> str:
-    counts = labels[labels["label"]].groupby("attribute")["video_id"].nunique().reindex(sorted(set(labels["attribute"])), fill_value=0)
-    parts = [f"{name} {count / max(videos, 1):.0%}" for name, count in counts.sort_values(ascending=False).items()]
-    return "share of the catalog labelled per vibe: " + ", ".join(parts)

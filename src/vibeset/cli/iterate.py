@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 from rich.table import Table

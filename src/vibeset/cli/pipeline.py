@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from ..pipeline import NAMES, Outcome, run_pipeline, run_stage, verdict
+from ..evaluation import verdict
+from ..pipeline import NAMES, Outcome, run_pipeline, run_stage
 from ..runs import taxonomy_in_use
 from .app import JsonOption, WorkspaceOption, app, console, print_json, stdout, workspace
 

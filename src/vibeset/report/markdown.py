@@ -8,7 +8,7 @@ from typing import Any, Mapping
 from ..artifacts import artifacts_of
 from ..evaluation import read_metrics
 from ..metrics import fmt
-from ..pipeline import verdict
+from ..evaluation import verdict
 from ..retrieval.evaluation import read_evaluation
 from ..workspace import Workspace
 

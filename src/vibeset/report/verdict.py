@@ -12,7 +12,7 @@ from ..artifacts import artifacts_of
 from ..errors import VibesetError
 from ..golden import workspace_golden
 from ..metrics import fmt
-from ..pipeline import rater_verdicts
+from ..evaluation import rater_verdicts
 from ..workspace import Workspace
 from .charts import Bar, bar_chart
 from .sections import Evaluation, Figure, Section, Table
