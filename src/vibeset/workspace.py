@@ -10,8 +10,9 @@ import os
 import tomllib
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .catalog import Catalog, CatalogColumns, load_catalog
 from .errors import ConfigError
@@ -62,14 +63,31 @@ class InteractionsConfig(BaseModel):
     columns: InteractionColumns = InteractionColumns()
 
 
+class TagSourceConfig(BaseModel):
+    """An extra tag source: a table of video id + tag (user tags, keywords, a community's labels)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    path: Path
+    video: str = Field("video_id", description="the column holding the video id")
+    tag: str = Field("tag", description="the column holding the tag (or several, see separator)")
+    separator: str | None = Field(None, description="several tags in one cell, split on this")
+    min_videos: int = Field(3, ge=1, description="tags on fewer catalog videos are dropped")
+
+
 class PipelineConfig(BaseModel):
     """How ``vibeset run`` runs the stages: which teacher, how big a silver set, which thresholds."""
 
     model_config = ConfigDict(extra="forbid")
-    teacher: str = Field("zero-shot", description="annotator spec of the teacher: zero-shot or llm:BACKEND:MODEL")
+    teacher: str = Field("evidence", description="annotator spec of the teacher: evidence, zero-shot or llm:BACKEND:MODEL")
     silver_sample: int = Field(6000, ge=1, description="videos in the stratified Silver Set")
     seed: int = 0
-    distill_objective: str = Field("precision:0.6", description="student thresholds on golden dev: f1, mcc or precision:P")
+    distill_objective: str = Field("precision:0.6", description="catalog thresholds: precision:P at each vibe's "
+                                   "estimated catalog base rate, or f1 / mcc on golden dev")
+    base_rate: Literal["em", "mean"] = Field("em", description="how a vibe's catalog base rate is estimated where the "
+                                             "taxonomy declares none: EM prior shift (Saerens et al. 2002) or the mean score")
+    max_auc_loss: float = Field(0.02, ge=0, description="distill refuses a student that loses more golden-dev AUC "
+                                "than this to its teacher")
     cf_factors: int = Field(64, ge=2, description="dimension of the collaborative embeddings")
 
 
@@ -81,7 +99,16 @@ class WorkspaceConfig(BaseModel):
     judgements: JudgementsConfig | None = None
     interactions: InteractionsConfig | None = None
     pipeline: PipelineConfig = PipelineConfig()
+    tag_sources: list[TagSourceConfig] = Field(default_factory=list, description="[[tag_sources]] tables")
     llm: dict[str, object] = Field(default_factory=dict)  # the [llm] table, validated by vibeset.llm.LLMConfig
+
+    @field_validator("tag_sources")
+    @classmethod
+    def _unique_sources(cls, value: list[TagSourceConfig]) -> list[TagSourceConfig]:
+        names = [source.name for source in value]
+        if len(set(names)) != len(names):
+            raise ValueError(f"tag source names must be unique, got {names}")
+        return value
 
 
 class Workspace:
@@ -174,6 +201,15 @@ rater = "rater"
 video = "video_id"
 tag = "tag"
 rating = "rating"
+
+# Extra tag sources (optional, any number): tables of video id + tag, evidence for the teacher.
+# [[tag_sources]]
+# name = "user-tags"
+# path = "tags.csv"
+# video = "video_id"
+# tag = "tag"
+# separator = ";"          # several tags in one cell
+# min_videos = 3           # tags on fewer videos are dropped
 
 # User interactions for collaborative embeddings and retrieval.
 [interactions]
