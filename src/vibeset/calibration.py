@@ -134,10 +134,10 @@ def catalog_threshold(
 ) -> dict[str, float | bool]:
     """The cut on a calibrated score for the whole catalog, where the vibe's base rate is ``rate``.
 
-    Only cuts that label between ``band[0]`` and ``band[1]`` times ``rate`` of the catalog are allowed.
-    ``precision:P``: the lowest such cut whose precision at prevalence ``rate`` (from golden dev's TPR and
-    FPR, not the golden set's prevalence, which reflects how its pairs were picked) reaches P; where
-    none does, the one humans agree with most (``mcc``). ``mcc`` / ``f1``: the best on golden dev.
+    Every measure is the one golden dev's TPR and FPR give at prevalence ``rate``, not at the golden set's
+    prevalence, which reflects how its pairs were picked. Only cuts that label between ``band[0]`` and
+    ``band[1]`` times ``rate`` of the catalog are allowed. ``precision:P``: the lowest such cut whose
+    precision reaches P; where none does, the best by MCC. ``mcc`` / ``f1``: the best by that measure.
     """
     kind, target = parse_objective(objective)
     dev_score, dev_truth = np.asarray(dev_score, dtype=float), np.asarray(dev_truth, dtype=bool)
@@ -145,7 +145,7 @@ def catalog_threshold(
     cuts = np.unique(np.quantile(catalog, np.linspace(0.0, 1.0, 1001)))
     share = 1 - np.searchsorted(catalog, cuts, side="left") / len(catalog)
     tpr, fpr = _rates_at(dev_score, dev_truth, cuts)
-    at_base, on_dev = _at(rate, tpr, fpr), _at(float(dev_truth.mean()), tpr, fpr)
+    at_base = _at(rate, tpr, fpr)
     allowed = (share >= band[0] * rate) & (share <= band[1] * rate)
     if not allowed.any():  # ties in the scores: the cut whose share is nearest the base rate
         allowed = np.abs(share - rate) == np.abs(share - rate).min()
@@ -154,7 +154,7 @@ def catalog_threshold(
     if hits.size:
         best = int(hits[0])
     else:
-        best = int(np.argmax(np.where(allowed, on_dev["f1" if kind == "f1" else "mcc"], -np.inf)))
+        best = int(np.argmax(np.where(allowed, at_base["f1" if kind == "f1" else "mcc"], -np.inf)))
     return {"threshold": float(cuts[best]), "reached": reached, "share_labelled": float(share[best]),
             "precision_at_base_rate": float(at_base["precision"][best]), "recall": float(tpr[best])}
 

@@ -486,43 +486,62 @@ def run_pipeline(
 
 # -- the verdict ---------------------------------------------------------------------------------------
 def verdict(workspace: Workspace) -> list[str]:
-    """Short lines: does each annotator beat a single human rater, is the student within its teacher's AUC,
-    and how many videos each vibe labels."""
+    """Short lines: which annotators beat a single human rater (head-to-head MCC with 95% CIs), is the student
+    within its teacher's AUC, and how much of the catalog each vibe labels against its estimated base rate."""
     catalog = artifacts_of(workspace)
     metrics = catalog.get("metrics")
     if not metrics.exists():
         return ["no evaluation yet: 'vibeset run' (or 'vibeset evaluate') makes one"]
     report = read_metrics(metrics)
     annotators = report["annotators"]
-    lines = []
     crowd = annotators.get("crowd", {}).get("head_to_head", {}).get("micro", {})
+    rater = f"{fmt(crowd.get('mcc'), crowd.get('ci', {}).get('mcc'))}, n={crowd.get('n', 0):,}"
+    lines = [f"head-to-head on the crowd's own ratings (golden {report['golden'].get('split', 'test')}), MCC [95% CI]; "
+             f"a single human rater: {rater}"]
     for name, block in annotators.items():
-        if name == "crowd" or "head_to_head" not in block:
-            continue
-        mine = block["head_to_head"]["micro"]
-        ci, rater_ci = mine["ci"]["mcc"], crowd.get("ci", {}).get("mcc", [None, None])
-        if None not in (*ci, *rater_ci) and ci[0] > rater_ci[1]:
-            word = "beats"
-        elif None not in (*ci, *rater_ci) and ci[1] < rater_ci[0]:
-            word = "loses to"
-        else:
-            word = "beats" if mine["mcc"] > crowd.get("mcc", 1.0) else "does not beat"
-            word += " (CIs overlap)"
-        lines.append(f"{name} {word} a single human rater: head-to-head MCC {fmt(mine['mcc'], ci)} vs "
-                     f"{fmt(crowd.get('mcc'), rater_ci)} (n={mine['n']:,}); all pairs AUC {fmt(block['micro'].get('roc_auc'), block['micro']['ci'].get('roc_auc'))}")
+        if name != "crowd" and "head_to_head" in block:
+            label = f"teacher ({workspace.config.pipeline.teacher})" if name == "teacher" else name
+            lines.append(f"  {label}: {_against_rater(block, crowd)}")
     if "teacher" in annotators and "student" in annotators:
-        teacher, student = annotators["teacher"]["micro"].get("roc_auc"), annotators["student"]["micro"].get("roc_auc")
-        if teacher is not None and student is not None:
-            gap = student - teacher
+        teacher, student = annotators["teacher"]["micro"], annotators["student"]["micro"]
+        if teacher.get("roc_auc") is not None and student.get("roc_auc") is not None:
+            gap = student["roc_auc"] - teacher["roc_auc"]
             judged = "within 0.01 of" if abs(gap) <= 0.01 else ("above" if gap > 0 else "below")
-            lines.append(f"student AUC {student:.3f} is {judged} its teacher's {teacher:.3f} ({gap:+.3f})")
+            lines.append(f"student all-pairs AUC {fmt(student['roc_auc'], student['ci'].get('roc_auc'))} is {judged} its "
+                         f"teacher's {fmt(teacher['roc_auc'], teacher['ci'].get('roc_auc'))} ({gap:+.3f})")
     labels = catalog.annotations("student")
     if labels.exists():
-        lines.append(_shares(read_annotations(labels), len(workspace.catalog)))
+        lines.extend(_shares(read_annotations(labels), len(workspace.catalog), catalog.get("student")))
     return lines
 
 
-def _shares(labels: pd.DataFrame, videos: int) -> str:
+def _against_rater(block: Mapping[str, Any], crowd: Mapping[str, Any]) -> str:
+    mine = block["head_to_head"]["micro"]
+    ci, rater_ci = mine["ci"]["mcc"], crowd.get("ci", {}).get("mcc", [None, None])
+    apart = None not in (*ci, *rater_ci)
+    if apart and ci[0] > rater_ci[1]:
+        word = "beats a single human rater (CIs apart)"
+    elif apart and ci[1] < rater_ci[0]:
+        word = "loses to a single human rater (CIs apart)"
+    elif mine["mcc"] > crowd.get("mcc", 1.0):
+        word = "beats a single human rater on the point estimate (CIs overlap)"
+    else:
+        word = "does not beat a single human rater"
+    auc = block["micro"].get("roc_auc")
+    return f"{fmt(mine['mcc'], ci)} {word}" + (f"; all pairs AUC {fmt(auc, block['micro']['ci'].get('roc_auc'))}" if auc else "")
+
+
+def _shares(labels: pd.DataFrame, videos: int, student: Artifact) -> list[str]:
     counts = labels[labels["label"]].groupby("attribute")["video_id"].nunique().reindex(sorted(set(labels["attribute"])), fill_value=0)
-    parts = [f"{name} {count / max(videos, 1):.0%}" for name, count in counts.sort_values(ascending=False).items()]
-    return "share of the catalog labelled per vibe: " + ", ".join(parts)
+    share = counts / max(videos, 1)
+    rates = {}
+    if student.exists() and (student.path / "calibration.json").exists():
+        rates = {k: v["base_rate"] for k, v in student.read_json("calibration.json")["attributes"].items()}
+    parts = [f"{name} {value:.0%}" + (f"/{rates[name]:.0%}" if name in rates else "") for name, value in share.sort_values(ascending=False).items()]
+    lines = ["share of the catalog labelled per vibe" + (" / its estimated base rate" if rates else "") + ": " + ", ".join(parts)]
+    if rates:
+        ratio = pd.Series({name: share[name] / rates[name] for name in share.index if name in rates})
+        inside = ratio.between(0.5, 2.0 + 1e-9)
+        lines.append(f"{int(inside.sum())} of {len(ratio)} vibes label 0.5-2x their estimated base rate "
+                     f"(lowest {ratio.idxmin()} {ratio.min():.2f}x, highest {ratio.idxmax()} {ratio.max():.2f}x)")
+    return lines

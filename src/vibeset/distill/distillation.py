@@ -148,9 +148,12 @@ def dev_logits(fitted: Fitted, targets: SilverTargets, dev: GoldenSet, catalog_i
 
 
 def gate(dev: GoldenSet, student: pd.DataFrame, teacher: pd.DataFrame | None, max_loss: float) -> dict[str, Any]:
-    """Student vs teacher on golden dev pairs (micro ROC-AUC decides). The student's dev scores are
-    cross-fitted on the silver set; a teacher that learned on dev (the evidence teacher) is in-sample
-    there, and so is a student that learned its function, so the gap is what distillation lost."""
+    """Student vs teacher on golden dev pairs, each out of fold (micro ROC-AUC decides).
+
+    The student's dev scores are cross-fitted on the silver set (from a fit that never saw the video);
+    ``teacher`` holds the teacher's dev scores: an LLM's own (it never saw a label), or, for a teacher that
+    learned on dev (the evidence teacher), its out-of-fold scores.
+    """
     pairs = dev.pairs[["video_id", "attribute", "label"]]
     result: dict[str, Any] = {"student": _pairs_auc(pairs.merge(student, on=["video_id", "attribute"])),
                               "max_auc_loss": max_loss}
@@ -240,12 +243,13 @@ def run_distillation(
     main = fits[min(errors, key=errors.get)]
     declared = {a.name: a.base_rate for a in taxonomy}
     teacher_frame = read_annotations(teacher) if teacher is not None else None
+    teacher_dev = heldout if heldout is not None else teacher_frame
 
     def judged(fit: Fitted) -> tuple[Any, dict, dict]:
         dev_ids, dev_scores = dev_logits(fit, targets, dev, ids)
         calibration, table = calibrate(dev_scores, dev_ids, dev, fit.catalog, attributes, objective,
                                        base_rate=base_rate, declared=declared, heldout=heldout)
-        return calibration, table, gate(dev, _frame(calibration.apply(dev_scores), dev_ids, attributes), teacher_frame,
+        return calibration, table, gate(dev, _frame(calibration.apply(dev_scores), dev_ids, attributes), teacher_dev,
                                         max_auc_loss)
 
     calibration, table, verdict = judged(main)

@@ -20,7 +20,7 @@ from ..calibration import logit
 from ..errors import DataError
 from ..hashing import content_hash
 
-ALPHAS = (1.0, 10.0, 100.0, 1000.0, 10000.0)
+ALPHAS = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
 FOLDS = 5
 
 
