@@ -363,7 +363,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("golden", "the golden set and rater agreement", lambda ctx: {}, lambda ctx: {"golden": ctx.artifacts.get("golden")},
           _golden, _golden_sources),
     Stage("embed", "the catalog as shards with text embeddings", lambda ctx: {}, lambda ctx: {"shards": ctx.artifacts.get("shards")},
-          _embed, _catalog_sources),
+          _embed, _catalog_sources, ("encoder",)),
     Stage("cf", "collaborative user and item factors", lambda ctx: {"shards": ctx.artifacts.get("shards")},
           lambda ctx: {"cf": ctx.artifacts.get("cf")}, _cf, _interaction_sources, ("cf_factors", "seed")),
     Stage("teacher", "the teacher labels the catalog (or the golden videos, for an LLM)",

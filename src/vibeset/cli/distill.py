@@ -141,6 +141,7 @@ def label(
 def bench_label(
     rows: int = typer.Option(200_000, help="Stored-embedding rows for throughput (a)."),
     texts: int = typer.Option(1024, help="Real overviews for end-to-end throughput (b) and the baseline."),
+    repeats: int = typer.Option(3, min=1, help="Runs of each measure, taken in turn; medians are reported."),
     scale_rows: int = typer.Option(0, help="Rows for the peak-memory test (e.g. 1000000; 0 skips it)."),
     ray: bool = typer.Option(True, help="Also measure the Ray engine."),
     ws_path: Optional[Path] = WorkspaceOption,
@@ -152,7 +153,7 @@ def bench_label(
 
     ws = workspace(ws_path)
     with status("benchmarking") as update:
-        result = run_label_bench(ws, rows=rows, texts=texts, scale_rows=scale_rows, ray=ray,
+        result = run_label_bench(ws, rows=rows, texts=texts, repeats=repeats, scale_rows=scale_rows, ray=ray,
                                  progress=lambda message: update(f"bench label: {message}"))
     if as_json:
         print_json(result)
@@ -161,5 +162,8 @@ def bench_label(
     table.add_column("measure")
     table.add_column("value", justify="right")
     for key, value in result.items():
-        table.add_row(key, fmt(value))
+        if key == "runs":
+            continue
+        for name, item in (value.items() if isinstance(value, dict) else [("", value)]):
+            table.add_row(f"{key} {name}".strip(), fmt(item))
     stdout.print(table)
