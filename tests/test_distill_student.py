@@ -198,3 +198,15 @@ def test_serving_does_not_import_torch(distilled: dict) -> None:
                          env={**__import__("os").environ, "VIBESET_WORKSPACE": str(distilled["ws"].root)})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_a_review_does_not_reset_the_test_split_count(distilled: dict) -> None:
+    from vibeset.reviews import Review, append_review
+    from vibeset.runs import golden_split
+
+    ws = distilled["ws"]
+    golden_split(ws, "test", final=True, purpose="test: one look")
+    before, version = uses_of_test_split(ws), workspace_golden(ws).version
+    pair = workspace_golden(ws).pairs.iloc[0]
+    append_review(ws, Review("reviewer-1", pair["video_id"], pair["attribute"], 5.0))
+    assert workspace_golden(ws).version != version and uses_of_test_split(ws) == before >= 1

@@ -198,6 +198,6 @@ def evaluate_specs(
     tables = {text: labels(workspace, text, videos, dev).frame for text in specs if text != "crowd"}
     report = evaluate_all(gold, tables, crowd="crowd" in specs, n_boot=n_boot)
     report["golden"]["split"] = split
-    report["golden"]["test_split_uses"] = uses_of_test_split(workspace, full.version) if survey is None else None
+    report["golden"]["test_split_uses"] = uses_of_test_split(workspace) if survey is None else None
     report["taxonomy_version"] = taxonomy_in_use(workspace).version
     return report

@@ -69,7 +69,7 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 # -- the catalog's base rates and thresholds -------------------------------------------------------------
-BASE_RATE_METHODS = ("em", "mean")
+BASE_RATE_METHODS = ("bounds", "em", "mean")
 #: a vibe is labelled on at least half and at most twice its estimated catalog base rate
 SHARE_BAND = (0.5, 2.0)
 
@@ -92,12 +92,14 @@ def prior_shift(p: np.ndarray, prior: float, *, iterations: int = 500, tol: floa
 def base_rate(catalog: np.ndarray, dev_score: np.ndarray, dev_truth: np.ndarray, method: str) -> float:
     """A vibe's share of the catalog from its calibrated scores over the catalog (``catalog``) and on golden dev.
 
-    ``mean``: the mean calibrated score, right if the golden set chose its pairs only by what they
-    look like (covariate shift), too high when the scores of unfamiliar videos fall back to the golden
-    prevalence. ``em``: ``prior_shift``, right if only the class balance moved, which collapses to
-    zero when the catalog looks even less like the vibe than the golden negatives do; so it is kept
-    between a floor (the expected positives among catalog videos scored at least like the median golden
-    dev positive, taking only those scores at their word) and the ``mean`` estimate.
+    Two bounds: the mean calibrated score (``mean``) is right if the golden set chose its pairs only by
+    what the videos look like, and too high when a survey asked about a vibe only where it was plausible
+    (unfamiliar videos' scores fall back towards the golden prevalence); the expected positives among
+    catalog videos scored at least like the median golden dev positive (taking only those scores at their
+    word) is a floor. ``bounds`` (the default): their geometric mean, the estimate whose worst-case ratio
+    to any base rate between the bounds is smallest. ``em``: the EM prior-shift estimate (Saerens,
+    Latinne & Decaestecker 2002), right if only the class balance moved, kept between the bounds; it
+    collapses to the floor when the catalog looks less like a vibe than the golden negatives do.
     """
     if method not in BASE_RATE_METHODS:
         raise ConfigError(f"base_rate must be one of {BASE_RATE_METHODS}, got {method!r}")
@@ -105,8 +107,10 @@ def base_rate(catalog: np.ndarray, dev_score: np.ndarray, dev_truth: np.ndarray,
     ceiling = float(np.mean(catalog))
     if method == "mean" or len(np.unique(dev_truth)) < 2:
         return ceiling
-    floor = float(catalog[catalog >= np.median(np.asarray(dev_score)[dev_truth])].sum() / len(catalog))
-    return float(np.clip(prior_shift(catalog, float(dev_truth.mean())), min(floor, ceiling), ceiling))
+    floor = min(float(catalog[catalog >= np.median(np.asarray(dev_score)[dev_truth])].sum() / len(catalog)), ceiling)
+    if method == "bounds":
+        return float(np.sqrt(max(floor, 1.0 / len(catalog)) * ceiling))
+    return float(np.clip(prior_shift(catalog, float(dev_truth.mean())), floor, ceiling))
 
 
 def _rates_at(score: np.ndarray, truth: np.ndarray, cuts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -325,10 +325,10 @@ def golden_split(workspace: Workspace, split: str = "dev", *, final: bool = Fals
     golden = workspace_golden(workspace)
     if split == "test":
         if not final:
-            used = uses_of_test_split(workspace, golden.version)
+            used = uses_of_test_split(workspace)
             raise ConfigError(
                 "the golden test split is held out for final evaluations: iterate on 'dev' and pass --final "
-                f"for a recorded test evaluation (test split of golden {golden.version} used {used} time(s) so far)"
+                f"for a recorded test evaluation (the test split has been used {used} time(s) so far)"
             )
         record_test_use(workspace, golden.version, purpose)
     return golden.split(split)
@@ -341,10 +341,13 @@ def record_test_use(workspace: Workspace, golden_version: str, purpose: str) -> 
 
 
 def uses_of_test_split(workspace: Workspace, golden_version: str | None = None) -> int:
-    """How many times the test split of a golden set (by default the workspace's current one) was handed out."""
-    version = golden_version or workspace_golden(workspace).version
+    """How many times the golden test split was handed out: of any golden version by default (a review or
+    a new judgement changes the version, not which videos are held out, so it does not reset the count),
+    or of ``golden_version`` only."""
     with connect(workspace) as db:
-        return int(db.execute("SELECT COUNT(*) FROM test_access WHERE golden_version = ?", (version,)).fetchone()[0])
+        if golden_version is None:
+            return int(db.execute("SELECT COUNT(*) FROM test_access").fetchone()[0])
+        return int(db.execute("SELECT COUNT(*) FROM test_access WHERE golden_version = ?", (golden_version,)).fetchone()[0])
 
 
 # -- the champion ---------------------------------------------------------------------------------

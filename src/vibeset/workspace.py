@@ -63,6 +63,9 @@ class InteractionsConfig(BaseModel):
     columns: InteractionColumns = InteractionColumns()
 
 
+RESERVED_SOURCE_NAMES = ("text", "tags", "cf", "sources", "frames", "zero-shot", "tag-similarity", "llm")
+
+
 class TagSourceConfig(BaseModel):
     """An extra tag source: a table of video id + tag (user tags, keywords, a community's labels)."""
 
@@ -74,6 +77,13 @@ class TagSourceConfig(BaseModel):
     separator: str | None = Field(None, description="several tags in one cell, split on this")
     min_videos: int = Field(3, ge=1, description="tags on fewer catalog videos are dropped")
 
+    @field_validator("name")
+    @classmethod
+    def _not_a_group(cls, value: str) -> str:
+        if value in RESERVED_SOURCE_NAMES:
+            raise ValueError(f"{value!r} names an evidence group already; choose another tag source name")
+        return value
+
 
 class PipelineConfig(BaseModel):
     """How ``vibeset run`` runs the stages: which teacher, how big a silver set, which thresholds."""
@@ -84,8 +94,8 @@ class PipelineConfig(BaseModel):
     seed: int = 0
     distill_objective: str = Field("precision:0.6", description="catalog thresholds: precision:P at each vibe's "
                                    "estimated catalog base rate, or f1 / mcc on golden dev")
-    base_rate: Literal["em", "mean"] = Field("em", description="how a vibe's catalog base rate is estimated where the "
-                                             "taxonomy declares none: EM prior shift (Saerens et al. 2002) or the mean score")
+    base_rate: Literal["bounds", "em", "mean"] = Field("bounds", description="how a vibe's catalog base rate is estimated "
+                                                       "where the taxonomy declares none (vibeset.calibration.base_rate)")
     max_auc_loss: float = Field(0.02, ge=0, description="distill refuses a student that loses more golden-dev AUC "
                                 "than this to its teacher")
     cf_factors: int = Field(64, ge=2, description="dimension of the collaborative embeddings")

@@ -439,7 +439,7 @@ class EvidenceTeacher:
     name = "evidence"
     source = "evidence"
 
-    def __init__(self, *, objective: str = "precision:0.6", base_rate: str = "em",
+    def __init__(self, *, objective: str = "precision:0.6", base_rate: str = "bounds",
                  progress: Callable[[str], None] | None = None) -> None:
         self.objective = objective
         self.base_rate = base_rate

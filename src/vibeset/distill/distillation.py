@@ -209,7 +209,7 @@ def run_distillation(
     groups: Sequence[str] | None = None,
     student: str = "linear",
     objective: str = "precision:0.6",
-    base_rate: str = "em",
+    base_rate: str = "bounds",
     max_auc_loss: float = 0.02,
     router: bool = False,
     frames: str | Path | None = None,
@@ -232,14 +232,8 @@ def run_distillation(
                    shards.manifest().meta["encoder"], collaborative, frames)
     blocks = space.blocks(ids, text, tags)
     targets = silver_targets(silver_frame, attributes, ids)
-    folds = folds_of(targets.ids)
-    fits: dict[tuple[str, ...], Fitted] = {}
-    for variant in _candidates(space.groups, groups) if student == "linear" else [space.groups]:
-        with status(f"fitting the {student} student on {'+'.join(variant)} ({len(targets.rows):,} silver videos)"):
-            fits[variant] = (_fit_linear(blocks, targets, variant, folds) if student == "linear"
-                             else _fit_mlp(blocks, targets, variant, folds, config or mlp.TrainConfig()))
-    logits = teacher_logits(targets.soft, targets.mask)
-    errors = {v: float(np.mean((f.oof - logits) ** 2)) for v, f in fits.items()}
+    fits, errors = _fit_candidates(blocks, targets, _candidates(space.groups, groups) if student == "linear" else [space.groups],
+                                   student, config)
     main = fits[min(errors, key=errors.get)]
     declared = {a.name: a.base_rate for a in taxonomy}
     teacher_frame = read_annotations(teacher) if teacher is not None else None
@@ -263,14 +257,13 @@ def run_distillation(
             f"({verdict['student']['micro_auc']:.3f} vs {verdict['teacher']['micro_auc']:.3f}; at most {max_auc_loss} allowed); "
             "the previous student stays the serving default (--max-auc-loss accepts a bigger loss)"
         )
+    upstream = silver.lineage().get("inputs", {}).get("teacher", {})
     lineage = {
-        "teacher": silver_meta.get("teacher", silver.lineage().get("inputs", {}).get("teacher", {}).get("name", "")),
-        "prompt_version": silver.lineage().get("inputs", {}).get("teacher", {}).get("prompt_version", ""),
-        "teacher_model": silver.lineage().get("inputs", {}).get("teacher", {}).get("model", ""),
-        "taxonomy_version": taxonomy.version, "golden_version": dev.version, "calibrated_on": "golden dev",
-        "thresholds": f"{objective} at each vibe's catalog base rate ({base_rate}), labelling 0.5-2x that rate",
-        "silver_videos": int(len(targets.rows)), "feature_groups": list(main.groups), "features": space.lineage,
-        "student": main.detail,
+        "teacher": silver_meta.get("teacher", upstream.get("name", "")), "prompt_version": upstream.get("prompt_version", ""),
+        "teacher_model": upstream.get("model", ""), "taxonomy_version": taxonomy.version, "golden_version": dev.version,
+        "calibrated_on": "golden dev", "thresholds": f"{objective} at each vibe's catalog base rate ({base_rate}), labelling "
+        "0.5-2x that rate", "silver_videos": int(len(targets.rows)), "feature_groups": list(main.groups),
+        "features": space.lineage, "student": main.detail,
     }
     sub_space = FeatureSpace(**{**space.__dict__, "groups": main.groups})
     with tempfile.TemporaryDirectory(prefix="vibeset-student-") as tmp:
@@ -285,6 +278,18 @@ def run_distillation(
                f"{objective} at each vibe's catalog base rate, labelling 0.5-2x that rate; base rate: {base_rate} "
                "(EM prior shift kept between a floor and the mean score) unless the taxonomy declares base_rate")
     return report
+
+
+def _fit_candidates(blocks: dict[str, np.ndarray], targets: SilverTargets, variants: list[tuple[str, ...]], student: str,
+                    config: mlp.TrainConfig | None) -> tuple[dict[tuple[str, ...], Fitted], dict[tuple[str, ...], float]]:
+    """A student per group set, cross-fitted on the same folds, and each one's held-out error on the teacher's logits."""
+    folds, logits = folds_of(targets.ids), teacher_logits(targets.soft, targets.mask)
+    fits: dict[tuple[str, ...], Fitted] = {}
+    for variant in variants:
+        with status(f"fitting the {student} student on {'+'.join(variant)} ({len(targets.rows):,} silver videos)"):
+            fits[variant] = (_fit_linear(blocks, targets, variant, folds) if student == "linear"
+                             else _fit_mlp(blocks, targets, variant, folds, config or mlp.TrainConfig()))
+    return fits, {v: float(np.mean((f.oof - logits) ** 2)) for v, f in fits.items()}
 
 
 def _frame(scores: np.ndarray, video_ids: Sequence[str], attributes: Sequence[str]) -> pd.DataFrame:

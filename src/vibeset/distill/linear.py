@@ -56,21 +56,39 @@ class LinearFit:
         return self.design(blocks) @ self.weight + self.bias
 
 
-def _ridge_path(x: np.ndarray, y: np.ndarray, alphas: Sequence[float]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(weight, bias) for every penalty from one eigendecomposition of the centred design's Gram matrix,
-    in whichever of its two dimensions is smaller (more columns than rows works too)."""
-    x_mean, y_mean = x.mean(axis=0), y.mean(axis=0)
-    xc, yc = x - x_mean, y - y_mean
-    primal = xc.shape[0] >= xc.shape[1]
-    values, vectors = np.linalg.eigh(xc.T @ xc if primal else xc @ xc.T)
-    values = np.maximum(values, 0.0)
-    projected = vectors.T @ (xc.T @ yc if primal else yc)
+def _solve(gram: np.ndarray, cross: np.ndarray, x_mean: np.ndarray, y_mean: np.ndarray, alphas: Sequence[float],
+           back: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(weight, bias) for every penalty from one eigendecomposition of a centred Gram matrix; ``back`` maps a
+    dual solution (rows) to weights (columns)."""
+    values, vectors = np.linalg.eigh(gram)
+    projected = vectors.T @ cross
     out = []
     for alpha in alphas:
-        shrunk = vectors @ (projected / (values + alpha)[:, None])
-        weight = shrunk if primal else xc.T @ shrunk
+        shrunk = vectors @ (projected / (np.maximum(values, 0.0) + alpha)[:, None])
+        weight = shrunk if back is None else back @ shrunk
         out.append((weight, y_mean - x_mean @ weight))
     return out
+
+
+class _Moments:
+    """Per-fold sums of x'x, x'y, x and y, so the Gram matrix of any training set is a subtraction, not a product."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, folds: np.ndarray) -> None:
+        self.x, self.y, self.folds = x, y, folds
+        self.parts = {f: (x[folds == f].T @ x[folds == f], x[folds == f].T @ y[folds == f], x[folds == f].sum(0),
+                          y[folds == f].sum(0), int((folds == f).sum())) for f in np.unique(folds)}
+
+    def path(self, without: int | None, alphas: Sequence[float]) -> list[tuple[np.ndarray, np.ndarray]]:
+        keep = [part for f, part in self.parts.items() if f != without]
+        n = sum(part[4] for part in keep)
+        x_mean, y_mean = sum(p[2] for p in keep) / n, sum(p[3] for p in keep) / n
+        if n < self.x.shape[1]:  # more columns than rows: the dual, on the rows themselves
+            rows = self.folds != without if without is not None else np.ones(len(self.folds), bool)
+            xc = self.x[rows] - x_mean
+            return _solve(xc @ xc.T, self.y[rows] - y_mean, x_mean, y_mean, alphas, back=xc.T)
+        gram = sum(p[0] for p in keep) - n * np.outer(x_mean, x_mean)
+        cross = sum(p[1] for p in keep) - n * np.outer(x_mean, y_mean)
+        return _solve(gram, cross, x_mean, y_mean, alphas)
 
 
 def fit_linear(blocks: Mapping[str, np.ndarray], target: np.ndarray, folds: np.ndarray,
@@ -80,20 +98,21 @@ def fit_linear(blocks: Mapping[str, np.ndarray], target: np.ndarray, folds: np.n
     n = target.shape[0]
     if any(block.shape[0] != n for block in blocks.values()):
         raise DataError(f"feature blocks have {[b.shape[0] for b in blocks.values()]} rows, the teacher's logits {n}")
+    if len(np.unique(folds)) < 2:
+        raise DataError("cross-fitting the student needs at least two folds of silver videos")
     mean = {g: b.mean(axis=0) for g, b in blocks.items()}
     std = {g: np.maximum(b.std(axis=0), 1e-3) for g, b in blocks.items()}
     fit = LinearFit(groups, mean, std, np.zeros(0), np.zeros(0), 0.0)
     x = fit.design(blocks)
+    moments = _Moments(x, target, folds)
     held = np.zeros((len(alphas), *target.shape))
-    for fold in np.unique(folds):
+    for fold in moments.parts:
         test = folds == fold
-        if test.all():
-            raise DataError("cross-fitting the student needs at least two folds of silver videos")
-        for i, (weight, bias) in enumerate(_ridge_path(x[~test], target[~test], alphas)):
+        for i, (weight, bias) in enumerate(moments.path(fold, alphas)):
             held[i, test] = x[test] @ weight + bias
     errors = ((held - target[None]) ** 2).mean(axis=(1, 2))
     best = int(np.argmin(errors))
-    fit.weight, fit.bias = _ridge_path(x, target, [alphas[best]])[0]
+    fit.weight, fit.bias = moments.path(None, [alphas[best]])[0]
     fit.alpha, fit.oof = float(alphas[best]), held[best]
     fit.cv = [{"alpha": float(a), "heldout_mse": float(e)} for a, e in zip(alphas, errors)]
     return fit

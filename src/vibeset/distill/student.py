@@ -55,7 +55,7 @@ class Calibration:
 
 def calibrate(
     dev_logits: np.ndarray, dev_ids: Sequence[str], golden_dev: GoldenSet, catalog_logits: np.ndarray,
-    attributes: Sequence[str], objective: str, *, base_rate: str = "em", declared: Mapping[str, float | None] | None = None,
+    attributes: Sequence[str], objective: str, *, base_rate: str = "bounds", declared: Mapping[str, float | None] | None = None,
     heldout: pd.DataFrame | None = None,
 ) -> tuple[Calibration, dict]:
     """Platt scaling per attribute on ``golden_dev`` pairs (pass the dev split only; ``dev_logits`` rows follow
