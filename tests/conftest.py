@@ -37,6 +37,7 @@ def write_workspace(root: Path, artifacts: Path, **overrides: str) -> Path:
         ("interactions", "data/movielens-vibes/ratings.csv"),
     ):
         text = text.replace(f'"{default}"', f'"{paths[key]}"')
+    text = text.replace('"data/movielens-vibes/', f'"{DATA}/')  # the [[tag_sources]] tables
     root.mkdir(parents=True, exist_ok=True)
     (root / "vibeset.toml").write_text(text)
     return root / "vibeset.toml"

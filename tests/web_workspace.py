@@ -36,6 +36,6 @@ def small_workspace(root: Path, embeddings: Path) -> Path:
 
     ws = load_workspace(config)
     for stage in ("golden", "embed", "cf", "teacher"):  # the zero-shot teacher labels the whole slice
-        run_stage(ws, stage)
+        run_stage(ws, stage, options={"teacher": "zero-shot"} if stage == "teacher" else None)
     run_stage(ws, "index", options={"labels": artifacts_of(ws).annotations("zero-shot")})
     return config

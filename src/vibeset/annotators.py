@@ -1,6 +1,8 @@
 """Annotator specs: the one grammar every verb uses to name an annotator, and the labels each gives.
 
     crowd               a single human rater (evaluation only)
+    evidence            the evidence teacher: learned from golden dev over text, tags, behaviour, zero-shot and
+                        LLM scores (its labels artifact; fitted on dev, in memory, when absent)
     zero-shot           the workspace's zero-shot annotator (its artifact; fitted on golden dev, in memory, when absent)
     zero-shot@VERSION   a refined zero-shot version, or a taxonomy version measured with zero-shot thresholds
     champion            the promoted version (``vibeset iterate promote``)
@@ -30,8 +32,8 @@ from .runs import champion, taxonomy_in_use
 from .taxonomy import Taxonomy
 from .workspace import Workspace
 
-KINDS = ("crowd", "zero-shot", "champion", "student", "annotations", "llm")
-GRAMMAR = "crowd, zero-shot, zero-shot@VERSION, champion, student, annotations:DIR or llm:BACKEND:MODEL"
+KINDS = ("crowd", "evidence", "zero-shot", "champion", "student", "annotations", "llm")
+GRAMMAR = "crowd, evidence, zero-shot, zero-shot@VERSION, champion, student, annotations:DIR or llm:BACKEND:MODEL"
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ def parse_spec(text: str, allowed: Sequence[str] = KINDS) -> Spec:
         valid = kind in ("annotations", "llm") and bool(value) and (kind != "llm" or ":" in value.strip(":"))
     else:
         kind, value = text, ""
-        valid = kind in ("crowd", "zero-shot", "champion", "student")
+        valid = kind in ("crowd", "evidence", "zero-shot", "champion", "student")
     if not valid or kind not in allowed:
         choices = GRAMMAR if tuple(allowed) == KINDS else ", ".join(allowed)
         raise ConfigError(f"unknown annotator {text!r}; expected {choices}")
@@ -114,6 +116,24 @@ def zero_shot_for(workspace: Workspace, spec: Spec, dev: GoldenSet) -> tuple[Zer
     return ZeroShotAnnotator(workspace_encoder(workspace)).fit(dev_videos, taxonomy, dev), taxonomy
 
 
+def evidence_labels(workspace: Workspace, taxonomy: Taxonomy, dev: GoldenSet) -> pd.DataFrame:
+    """The evidence teacher's labels of the catalog: its artifact when it fits ``taxonomy`` and ``dev``, else a fit
+    in memory over the pipeline's shards and collaborative model (``vibeset run --only teacher`` saves one)."""
+    from .annotate.evidence import EvidenceTeacher, workspace_evidence
+
+    artifacts = artifacts_of(workspace)
+    labels = artifacts.annotations("evidence")
+    if labels.exists():
+        lineage = labels.manifest().lineage
+        if lineage.get("taxonomy_version") == taxonomy.version and lineage.get("golden_version") == dev.version:
+            return read_annotations(labels)
+    shards, cf = artifacts.get("shards"), artifacts.get("cf")
+    evidence = workspace_evidence(workspace, taxonomy, shards=shards, collaborative=cf if cf.exists() else None)
+    teacher = EvidenceTeacher(objective=workspace.config.pipeline.distill_objective,
+                              base_rate=workspace.config.pipeline.base_rate).fit(evidence, dev, taxonomy)
+    return teacher.annotate(evidence, taxonomy)
+
+
 def read_labels(workspace: Workspace, directory: str | Path) -> pd.DataFrame:
     """Labels in ``directory``: through its manifest when it is an artifact, else its Parquet parts."""
     path = Path(directory)
@@ -131,6 +151,10 @@ def labels(workspace: Workspace, text: str, videos: Sequence[Video], dev: Golden
         annotator, taxonomy = zero_shot_for(workspace, spec, dev)
         frame = annotator.annotate(list(videos), taxonomy)
         return Labels(text, frame, annotator.version, annotator.encoder.name, taxonomy.version)
+    if spec.kind == "evidence":
+        frame = evidence_labels(workspace, taxonomy_in_use(workspace), dev)
+        frame = frame[frame["video_id"].isin({video.video_id for video in videos})]
+        return Labels(text, frame, _joined(frame, "prompt_version"), _joined(frame, "model"), _joined(frame, "taxonomy_version"))
     if spec.kind == "student":
         from .distill.student import load_student
 

@@ -71,6 +71,8 @@ KINDS: dict[str, Kind] = {
         Kind("shards", "shards", "vibeset embed", "the catalog as Parquet shards: id, text, tags, text embedding"),
         Kind("cf", "models/cf", "vibeset cf", "collaborative user and item factors from the interactions"),
         Kind("zero-shot", "models/zero-shot", "vibeset annotate --backend zero-shot", "the fitted zero-shot annotator"),
+        Kind("evidence", "models/evidence", "vibeset run --only teacher",
+             "the evidence teacher: its chosen model, cross-validation, ablation and per-vibe weights"),
         Kind("zero-shot-version", "models/zero-shot/versions/{name}", "vibeset iterate refine",
              "a refined zero-shot annotator version"),
         Kind("taxonomy-version", "taxonomies/{name}", "vibeset iterate refine", "a taxonomy version (definitions)"),

@@ -113,14 +113,15 @@ def read_metrics(artifact: Artifact) -> dict[str, Any]:
 # -- the verdict: does each annotator beat a single human rater? -----------------------------------------
 def verdict(workspace: Workspace) -> list[str]:
     """Short lines: does each annotator beat a single human rater, is the student within its teacher's AUC,
-    and how many videos each vibe labels."""
+    and how much of the catalog each vibe labels against its estimated base rate."""
     catalog = artifacts_of(workspace)
     metrics = catalog.get("metrics")
     if not metrics.exists():
         return ["no evaluation yet: 'vibeset run' (or 'vibeset evaluate') makes one"]
     report = read_metrics(metrics)
     annotators = report["annotators"]
-    lines = [f"{v['annotator']} {v['word']} a single human rater: head-to-head MCC {fmt(v['mcc'], v['ci'])} vs "
+    teacher_name = f"teacher ({workspace.config.pipeline.teacher})"
+    lines = [f"{teacher_name if v['annotator'] == 'teacher' else v['annotator']} {v['word']} a single human rater: head-to-head MCC {fmt(v['mcc'], v['ci'])} vs "
              f"{fmt(v['rater_mcc'], v['rater_ci'])} (n={v['n']:,}); all pairs AUC {fmt(v['auc'], v['auc_ci'])}"
              for v in rater_verdicts(report)]
     if "teacher" in annotators and "student" in annotators:
@@ -131,7 +132,7 @@ def verdict(workspace: Workspace) -> list[str]:
             lines.append(f"student AUC {student:.3f} is {judged} its teacher's {teacher:.3f} ({gap:+.3f})")
     labels = catalog.annotations("student")
     if labels.exists():
-        lines.append(_shares(read_annotations(labels), len(workspace.catalog)))
+        lines.extend(_shares(read_annotations(labels), len(workspace.catalog), catalog.get("student")))
     return lines
 
 
@@ -164,7 +165,18 @@ def rater_verdicts(report: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _shares(labels: pd.DataFrame, videos: int) -> str:
+def _shares(labels: pd.DataFrame, videos: int, student: Artifact) -> list[str]:
     counts = labels[labels["label"]].groupby("attribute")["video_id"].nunique().reindex(sorted(set(labels["attribute"])), fill_value=0)
-    parts = [f"{name} {count / max(videos, 1):.0%}" for name, count in counts.sort_values(ascending=False).items()]
-    return "share of the catalog labelled per vibe: " + ", ".join(parts)
+    share = counts / max(videos, 1)
+    rates = {}
+    if student.exists() and (student.path / "calibration.json").exists():
+        rates = {k: v["base_rate"] for k, v in student.read_json("calibration.json")["attributes"].items()}
+    parts = [f"{name} {value:.0%}" + (f"/{rates[name]:.0%}" if name in rates else "")
+             for name, value in share.sort_values(ascending=False).items()]
+    lines = ["share of the catalog labelled per vibe" + (" / its estimated base rate" if rates else "") + ": " + ", ".join(parts)]
+    ratio = pd.Series({name: share[name] / rates[name] for name in share.index if rates.get(name)})
+    if len(ratio):
+        inside = ratio.between(0.5, 2.0 + 1e-9)
+        lines.append(f"{int(inside.sum())} of {len(ratio)} vibes label 0.5-2x their estimated base rate "
+                     f"(lowest {ratio.idxmin()} {ratio.min():.2f}x, highest {ratio.idxmax()} {ratio.max():.2f}x)")
+    return lines

@@ -26,6 +26,7 @@ from .taxonomy import Taxonomy
 from .workspace import JudgementsConfig, Workspace
 
 JUDGEMENT_COLUMNS = ("rater", "video_id", "attribute", "rating")
+TARGETS = ("consensus", "share", "rating")
 
 
 @dataclass
@@ -42,6 +43,7 @@ class GoldenSet:
     rater_positive: float
     skipped_videos: int = 0
     unmatched_tags: dict[str, int] = field(default_factory=dict)  # judged tags that match no attribute: rows
+    scale: tuple[float, float] = (1.0, 5.0)
 
     @property
     def version(self) -> str:
@@ -67,7 +69,28 @@ class GoldenSet:
             self.rater_positive,
             self.skipped_videos,
             self.unmatched_tags,
+            self.scale,
         )
+
+    def targets(self, kind: str = "consensus") -> np.ndarray:
+        """What a learner trains on for each of ``pairs`` (in order); evaluation keeps the consensus label.
+
+        ``consensus``: the label (mean rating >= threshold). ``share``: how many raters said yes
+        (rating >= threshold), as a share smoothed towards one half, so a pair three raters agree on
+        weighs more than one rater's word. ``rating``: the mean rating on [0, 1] over the scale: how
+        strongly the raters felt it, the graded signal the consensus cut throws away.
+        """
+        if kind == "consensus":
+            return self.pairs["label"].to_numpy(float)
+        if kind == "rating":
+            low, high = self.scale
+            return np.clip((self.pairs["mean_rating"].to_numpy(float) - low) / max(high - low, 1e-9), 0.0, 1.0)
+        if kind == "share":
+            yes = (self.judgements.assign(yes=self.judgements["rating"] >= self.threshold)
+                   .groupby(["video_id", "attribute"])["yes"].sum())
+            said = yes.reindex(pd.MultiIndex.from_frame(self.pairs[["video_id", "attribute"]])).fillna(0).to_numpy(float)
+            return (said + 0.5) / (self.pairs["n_raters"].to_numpy(float) + 1.0)
+        raise DataError(f"unknown golden target {kind!r}; expected one of {', '.join(TARGETS)}")
 
     def summary(self) -> dict[str, float | int]:
         return {
@@ -119,6 +142,7 @@ def build_golden(
         config.rater_positive,
         skipped,
         {str(tag): int(n) for tag, n in unmatched.items()},
+        tuple(config.scale),
     )
 
 

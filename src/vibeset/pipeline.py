@@ -3,7 +3,7 @@
     golden          judgements + reviews + taxonomy + catalog       -> golden
     embed           catalog                                          -> shards
     cf              interactions + shards                            -> cf
-    teacher         golden + catalog (+ the promoted version)        -> annotations/<teacher>
+    teacher         golden + shards + cf (+ LLM runs present)        -> annotations/<teacher> (evidence: + its model)
     silver          teacher + golden + interactions                  -> silver/<teacher>
     distill         silver + shards + cf + golden                    -> student
     label           student + shards                                 -> annotations/student
@@ -44,7 +44,7 @@ from .shards import shard_files, write_shards
 from .taxonomy import Taxonomy
 from .workspace import PipelineConfig, Workspace
 
-TEACHER_KINDS = ("zero-shot", "llm")
+TEACHER_KINDS = ("evidence", "zero-shot", "llm")
 
 
 @dataclass
@@ -74,8 +74,8 @@ class Context:
 
     def teacher_spec(self) -> str:
         spec = self.options.get("teacher") or self.config.teacher
-        if not (spec == "zero-shot" or spec.startswith("llm:") and spec.count(":") >= 2):
-            raise ConfigError(f"teacher must be zero-shot or llm:BACKEND:MODEL, got {spec!r}")
+        if not (spec in ("evidence", "zero-shot") or spec.startswith("llm:") and spec.count(":") >= 2):
+            raise ConfigError(f"teacher must be evidence, zero-shot or llm:BACKEND:MODEL, got {spec!r}")
         return spec
 
     def teacher(self) -> Artifact:
@@ -122,6 +122,32 @@ def _golden_sources(ctx: Context) -> dict[str, Any]:
     judgements = ws.require_judgements()
     return {**_catalog_sources(ctx), "judgements": ws.path(judgements.path), "reviews": reviews_path(ws),
             "rules": judgements.model_dump(mode="json"), "taxonomy": ctx.taxonomy().version}
+
+
+def _tag_sources(ctx: Context) -> dict[str, Any]:
+    ws = ctx.workspace
+    return {**{f"tags:{t.name}": ws.path(t.path) for t in ws.config.tag_sources},
+            "tag_sources": [t.model_dump(mode="json") for t in ws.config.tag_sources]}
+
+
+def _cf_input(ctx: Context) -> dict[str, Artifact]:
+    """The collaborative model, where the workspace has interactions to fit one."""
+    return {"cf": ctx.artifacts.get("cf")} if ctx.workspace.config.interactions is not None else {}
+
+
+def _teacher_inputs(ctx: Context) -> dict[str, Artifact]:
+    inputs = {"golden": ctx.artifacts.get("golden")}
+    if ctx.teacher_spec() == "evidence":
+        from .annotate.evidence import llm_annotations
+
+        inputs.update({"shards": ctx.artifacts.get("shards"), **_cf_input(ctx)})
+        inputs.update({f"llm:{name}": a for name, a in llm_annotations(ctx.artifacts, ctx.taxonomy()).items()})
+    return inputs
+
+
+def _teacher_outputs(ctx: Context) -> dict[str, Artifact]:
+    evidence = {"model": ctx.artifacts.get("evidence")} if ctx.teacher_spec() == "evidence" else {}
+    return {"teacher": ctx.teacher(), **evidence}
 
 
 def _interaction_sources(ctx: Context) -> dict[str, Any]:
@@ -202,9 +228,30 @@ def _llm(ctx: Context, spec: str) -> tuple[Any, Any]:
     return config.backend(backend, model), config
 
 
+def _evidence_teacher(ctx: Context) -> str:
+    from .annotate.evidence import EvidenceTeacher, workspace_evidence, write_labels
+    from .progress import status
+
+    taxonomy = ctx.taxonomy()
+    llm = {name[4:]: a for name, a in ctx.inputs.items() if name.startswith("llm:")}
+    evidence = workspace_evidence(ctx.workspace, taxonomy, shards=ctx.inputs["shards"], collaborative=ctx.inputs.get("cf"), llm=llm)
+    with status("evidence teacher: cross-validating on golden dev") as update:
+        teacher = EvidenceTeacher(objective=ctx.options.get("objective") or ctx.config.distill_objective,
+                                  base_rate=ctx.config.base_rate, progress=update)
+        teacher.fit(evidence, golden_split(ctx.workspace, "dev"), taxonomy)
+    teacher.save(ctx.artifacts.get("evidence"), ctx.stamp())
+    write_labels(teacher.annotate(evidence, taxonomy, run_id=ctx.run.run_id), teacher, ctx.teacher(), ctx.stamp())
+    chosen = teacher.ablation_[0]
+    return (f"evidence {teacher.version} ({', '.join(g for g in evidence.groups if teacher.params_.weight(g))}"
+            f"{'; stacked on ' + ', '.join(llm) if teacher.stacked_ is not None else ''}): dev out-of-fold AUC "
+            f"{chosen['micro_auc']:.3f} micro, {chosen['macro_auc']:.3f} macro; labelled {len(evidence.ids):,} videos")
+
+
 def _teacher(ctx: Context) -> str:
     spec, taxonomy = ctx.teacher_spec(), ctx.taxonomy()
     out = ctx.teacher()
+    if spec == "evidence":
+        return _evidence_teacher(ctx)
     if spec == "zero-shot":
         annotator = zero_shot_teacher(ctx.workspace, taxonomy, workspace_golden(ctx.workspace).split("dev"))
         annotator.save(ctx.artifacts.get("zero-shot"), ctx.stamp())
@@ -237,19 +284,23 @@ def _silver(ctx: Context) -> str:
 def _distill(ctx: Context) -> str:
     from .distill.distillation import run_distillation
 
-    options = {k: ctx.options[k] for k in ("groups", "ablation", "router", "frames", "n_boot") if k in ctx.options}
+    options = {k: ctx.options[k] for k in ("groups", "student", "router", "frames", "n_boot") if k in ctx.options}
+    if "model" in ctx.inputs:  # the evidence teacher: calibrated on golden dev, with out-of-fold scores there
+        from .annotate.evidence import heldout_scores
+
+        options["heldout"] = heldout_scores(ctx.inputs["model"])
     report = run_distillation(
         ctx.workspace, silver=ctx.inputs["silver"], shards=ctx.inputs["shards"], collaborative=ctx.inputs.get("cf"),
-        teacher=ctx.teacher() if ctx.teacher().exists() else None, out=ctx.artifacts.get("student"), stamp=ctx.stamp(),
-        objective=ctx.options.get("objective") or ctx.config.distill_objective,
-        **{"ablation": False, "router": False, **options},
+        teacher=ctx.inputs["teacher"], out=ctx.artifacts.get("student"), stamp=ctx.stamp(),
+        objective=ctx.options.get("objective") or ctx.config.distill_objective, base_rate=ctx.config.base_rate,
+        max_auc_loss=ctx.options.get("max_auc_loss", ctx.config.max_auc_loss), **options,
     )
-    agreement = report["agreement"]
     ctx.results["report"] = report
-    few = (f"; warning: only {agreement['heldout_videos']} held-out silver videos, too few for this figure (a Silver Set of "
-           f">= 200 videos holds out ~20)") if agreement["heldout_videos"] < MIN_SPLIT_VIDEOS else ""
-    return (f"student {report['student']['version']}: AUC {agreement['auc_vs_teacher_labels']:.3f} against the teacher's "
-            f"labels on {agreement['heldout_videos']} held-out silver videos{few}")
+    dev = report["dev"]
+    teacher = f" vs its teacher's {dev['teacher']['micro_auc']:.3f}" if "teacher" in dev else ""
+    return (f"student {report['student']['version']} ({'+'.join(report['student']['lineage']['feature_groups'])}): golden dev "
+            f"AUC {dev['student']['micro_auc']:.3f}{teacher}; AUC {report['agreement']['auc_vs_teacher_labels']:.3f} against "
+            f"the teacher's labels on {report['agreement']['silver_videos']:,} cross-fitted silver videos")
 
 
 def _label(ctx: Context) -> str:
@@ -336,21 +387,24 @@ STAGES: tuple[Stage, ...] = (
     Stage("golden", "the golden set and rater agreement", lambda ctx: {}, lambda ctx: {"golden": ctx.artifacts.get("golden")},
           _golden, _golden_sources),
     Stage("embed", "the catalog as shards with text embeddings", lambda ctx: {}, lambda ctx: {"shards": ctx.artifacts.get("shards")},
-          _embed, _catalog_sources),
+          _embed, _catalog_sources, ("encoder",)),
     Stage("cf", "collaborative user and item factors", lambda ctx: {"shards": ctx.artifacts.get("shards")},
           lambda ctx: {"cf": ctx.artifacts.get("cf")}, _cf, _interaction_sources, ("cf_factors", "seed")),
     Stage("teacher", "the teacher labels the catalog (or the golden videos, for an LLM)",
-          lambda ctx: {"golden": ctx.artifacts.get("golden")}, lambda ctx: {"teacher": ctx.teacher()}, _teacher,
-          lambda ctx: {**_catalog_sources(ctx), "teacher": ctx.teacher_spec(), "taxonomy": ctx.taxonomy().version,
-                       "llm": ctx.workspace.config.llm if ctx.teacher_spec().startswith("llm:") else {}}, ("teacher",)),
+          _teacher_inputs, _teacher_outputs, _teacher,
+          lambda ctx: {**_catalog_sources(ctx), **_tag_sources(ctx), "teacher": ctx.teacher_spec(), "taxonomy": ctx.taxonomy().version,
+                       "llm": ctx.workspace.config.llm if ctx.teacher_spec().startswith("llm:") else {}},
+          ("teacher", "distill_objective", "base_rate")),
     Stage("silver", "the Silver Set: a stratified sample with the teacher's labels",
           lambda ctx: {"teacher": ctx.teacher(), "golden": ctx.artifacts.get("golden")},
           lambda ctx: {"silver": ctx.artifacts.get("silver", teacher_slug(ctx.teacher_spec()))}, _silver,
           _interaction_sources, ("silver_sample", "seed", "teacher")),
     Stage("distill", "the student, distilled from the Silver Set and calibrated on golden dev",
           lambda ctx: {"silver": ctx.artifacts.get("silver", teacher_slug(ctx.teacher_spec())), "shards": ctx.artifacts.get("shards"),
-                       "cf": ctx.artifacts.get("cf"), "golden": ctx.artifacts.get("golden")},
-          lambda ctx: {"student": ctx.artifacts.get("student")}, _distill, settings=("distill_objective", "teacher")),
+                       **_cf_input(ctx), "golden": ctx.artifacts.get("golden"), "teacher": ctx.teacher(),
+                       **({"model": ctx.artifacts.get("evidence")} if ctx.teacher_spec() == "evidence" else {})},
+          lambda ctx: {"student": ctx.artifacts.get("student")}, _distill, _tag_sources,
+          ("distill_objective", "teacher", "base_rate", "max_auc_loss")),
     Stage("label", "the student labels the whole catalog",
           lambda ctx: {**({} if "model" in ctx.options else {"student": ctx.artifacts.get("student")}),
                        **({} if "videos" in ctx.options else {"shards": ctx.artifacts.get("shards")})},

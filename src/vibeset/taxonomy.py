@@ -27,6 +27,7 @@ class Attribute(BaseModel):
     excludes: tuple[str, ...] = ()
     examples: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
+    base_rate: float | None = Field(None, gt=0, lt=1, description="share of the catalog that has this vibe, when known")
 
     @field_validator("aliases")
     @classmethod
@@ -54,7 +55,8 @@ class Taxonomy(BaseModel):
 
     @property
     def version(self) -> str:
-        return content_hash(self.model_dump(mode="json"))
+        """Content hash; an unset optional field (``base_rate``) leaves it as it was before the field existed."""
+        return content_hash(self.model_dump(mode="json", exclude_none=True))
 
     @property
     def names(self) -> list[str]:
@@ -93,7 +95,7 @@ class Taxonomy(BaseModel):
         return self.model_copy(update={"attributes": replaced})
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True, width=100)
+        return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False, allow_unicode=True, width=100)
 
 
 def _line_of(node: yaml.Node, loc: tuple) -> int:

@@ -12,6 +12,7 @@ import tomllib
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -71,15 +72,44 @@ class InteractionsConfig(BaseModel):
     columns: InteractionColumns = InteractionColumns()
 
 
+RESERVED_SOURCE_NAMES = ("text", "tags", "cf", "sources", "frames", "zero-shot", "tag-similarity", "llm")
+
+
+class TagSourceConfig(BaseModel):
+    """An extra tag source: a table of video id + tag (user tags, keywords, a community's labels)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    path: Path
+    video: str = Field("video_id", description="the column holding the video id")
+    tag: str = Field("tag", description="the column holding the tag (or several, see separator)")
+    separator: str | None = Field(None, description="several tags in one cell, split on this")
+    min_videos: int = Field(3, ge=1, description="tags on fewer catalog videos are dropped")
+
+    @field_validator("name")
+    @classmethod
+    def _not_a_group(cls, value: str) -> str:
+        if value in RESERVED_SOURCE_NAMES:
+            raise ValueError(f"{value!r} names an evidence group already; choose another tag source name")
+        return value
+
+
 class PipelineConfig(BaseModel):
     """How ``vibeset run`` runs the stages: which teacher, how big a silver set, which thresholds."""
 
     model_config = ConfigDict(extra="forbid")
-    teacher: str = Field("zero-shot", description="annotator spec of the teacher: zero-shot or llm:BACKEND:MODEL")
+    teacher: str = Field("evidence", description="annotator spec of the teacher: evidence, zero-shot or llm:BACKEND:MODEL")
     silver_sample: int = Field(6000, ge=1, description="videos in the stratified Silver Set")
     seed: int = 0
-    distill_objective: str = Field("precision:0.6", description="student thresholds on golden dev: f1, mcc or precision:P")
+    distill_objective: str = Field("precision:0.6", description="catalog thresholds: precision:P at each vibe's "
+                                   "estimated catalog base rate, or f1 / mcc on golden dev")
+    base_rate: Literal["bounds", "em", "mean"] = Field("bounds", description="how a vibe's catalog base rate is estimated "
+                                                       "where the taxonomy declares none (vibeset.calibration.base_rate)")
+    max_auc_loss: float = Field(0.02, ge=0, description="distill refuses a student that loses more golden-dev AUC "
+                                "than this to its teacher")
     cf_factors: int = Field(64, ge=2, description="dimension of the collaborative embeddings")
+    encoder: Literal["fp32", "int8"] = Field("fp32", description="MiniLM precision: fp32 ONNX (the reference, fastest on "
+                                             "CPUs without fast int8 kernels) or int8")
 
 
 class WorkspaceConfig(BaseModel):
@@ -92,7 +122,16 @@ class WorkspaceConfig(BaseModel):
     judgements: JudgementsConfig | None = None
     interactions: InteractionsConfig | None = None
     pipeline: PipelineConfig = PipelineConfig()
+    tag_sources: list[TagSourceConfig] = Field(default_factory=list, description="[[tag_sources]] tables")
     llm: dict[str, object] = Field(default_factory=dict)  # the [llm] table, validated by vibeset.llm.LLMConfig
+
+    @field_validator("tag_sources")
+    @classmethod
+    def _unique_sources(cls, value: list[TagSourceConfig]) -> list[TagSourceConfig]:
+        names = [source.name for source in value]
+        if len(set(names)) != len(names):
+            raise ValueError(f"tag source names must be unique, got {names}")
+        return value
 
 
 class Workspace:

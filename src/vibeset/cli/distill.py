@@ -19,7 +19,7 @@ from .core import print_report
 
 @app.command()
 def silver(
-    teacher: Optional[str] = typer.Option(None, help="zero-shot or llm:BACKEND:MODEL (default: [pipeline] teacher)."),
+    teacher: Optional[str] = typer.Option(None, help="evidence, zero-shot or llm:BACKEND:MODEL (default: [pipeline] teacher)."),
     sample: Optional[int] = typer.Option(None, "--sample", min=1, help="Videos in the stratified sample (default: [pipeline] silver_sample)."),
     seed: Optional[int] = typer.Option(None, help="Sampling seed."),
     ws_path: Optional[Path] = WorkspaceOption,
@@ -39,38 +39,38 @@ def silver(
 @app.command()
 def distill(
     teacher: Optional[str] = typer.Option(None, help="Teacher whose Silver Set to learn from (default: [pipeline] teacher)."),
-    groups: str = typer.Option("text,tags,cf", help="Feature groups: text,tags,cf[,frames] or 'all'."),
-    objective: Optional[str] = typer.Option(None, help="Per-attribute thresholds on golden dev: f1, mcc or precision:P."),
+    groups: Optional[str] = typer.Option(None, help="Feature groups: text,tags,cf,sources[,frames] or 'all' (default: every "
+                                         "available group, and each set without one, chosen on held-out silver)."),
+    student: str = typer.Option("linear", help="linear (ridge on the teacher's logits) or mlp."),
+    objective: Optional[str] = typer.Option(None, help="Catalog thresholds: precision:P at each vibe's base rate, mcc or f1."),
+    max_auc_loss: Optional[float] = typer.Option(None, "--max-auc-loss", min=0.0,
+                                                 help="Refuse a student that loses more golden-dev AUC to its teacher "
+                                                 "(default: [pipeline] max_auc_loss)."),
     frames: Optional[Path] = typer.Option(None, help="Parquet of video_id + embedding from an image encoder (group 'frames')."),
-    ablation: bool = typer.Option(False, help="Also train text / +tags / +cf students and compare them on golden test (recorded)."),
-    router: bool = typer.Option(False, help="Report the teacher-student router trade-off on golden test (recorded)."),
-    bootstrap: int = typer.Option(500, help="Bootstrap replicates for the 95% CIs."),
+    router: bool = typer.Option(False, help="Report teacher vs student vs crowd and the router trade-off on golden test (recorded)."),
+    bootstrap: int = typer.Option(500, help="Bootstrap replicates for the 95% CIs (with --router)."),
     ws_path: Optional[Path] = WorkspaceOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Train the student on the Silver Set, calibrate on golden dev, export ONNX: the student artifact."""
+    """Fit the student on the Silver Set, calibrate it for the catalog, export ONNX: the student artifact.
+
+    Decided on held-out silver and golden dev only; a student that loses too much to its teacher is refused."""
     from ..distill.features import parse_groups
 
     ws = workspace(ws_path)
-    options = {"groups": parse_groups(groups), "ablation": ablation, "router": router, "n_boot": bootstrap,
-               **({"frames": str(frames)} if frames else {}), **({"objective": objective} if objective else {}),
-               **({"teacher": teacher} if teacher else {})}
+    options = {"student": student, "router": router, "n_boot": bootstrap,
+               **({"groups": parse_groups(groups)} if groups else {}), **({"frames": str(frames)} if frames else {}),
+               **({"objective": objective} if objective else {}), **({"teacher": teacher} if teacher else {}),
+               **({"max_auc_loss": max_auc_loss} if max_auc_loss is not None else {})}
     outcome, ctx = run_stage(ws, "distill", options=options)
     report = ctx.results["report"]
     if as_json:
         print_json(report)
         return
+    _dev_tables(report)
     if "annotators" in report:
         g = report["golden"]
         print_report(report, f"teacher vs student vs crowd, golden test: {g['pairs']} pairs, {g['videos']} videos", per_attribute=False)
-    if report["ablation"]:
-        table = Table(title="feature-group ablation (golden test)")
-        for column in ("groups", "micro AUC", "macro AUC", "micro F1", "micro MCC", "dAUC vs teacher", "agree w/ teacher"):
-            table.add_column(column, justify="left" if column == "groups" else "right")
-        for r in report["ablation"]:
-            table.add_row(*(fmt(v) for v in (r["groups"], r["micro_roc_auc"], r["macro_roc_auc"], r["micro_f1"], r["micro_mcc"],
-                                               r["delta_micro_auc_vs_teacher"], r["teacher_label_agreement"])))
-        stdout.print(table)
     if report.get("router"):
         table = Table(title="teacher-student router (golden test; band calibrated on dev)")
         for column in ("budget", "band", "pairs to teacher", "teacher calls", "micro F1", "micro MCC", "micro AUC", "macro AUC"):
@@ -80,6 +80,28 @@ def distill(
                                                r["micro_f1"], r["micro_mcc"], r["micro_auc"], r["macro_auc"])))
         stdout.print(table)
     stdout.print(f"{outcome.summary}; saved to {report['student']['directory']} (run {outcome.run_id})", highlight=False, markup=False)
+
+
+def _dev_tables(report: dict) -> None:
+    """Feature groups on held-out silver and golden dev, and the catalog calibration per vibe."""
+    table = Table(title="student feature groups (cross-fitted on the Silver Set; golden dev)")
+    for column in ("groups", "chosen", "held-out MSE", "AUC vs teacher labels", "Spearman vs teacher", "dev micro AUC", "dev macro AUC"):
+        table.add_column(column, justify="left" if column == "groups" else "right")
+    for r in report["ablation"]:
+        table.add_row(*(fmt(v) for v in (r["groups"], r.get("chosen", False), r["heldout_mse"], r["auc_vs_teacher_labels"],
+                                           r["spearman_vs_teacher_scores"], r["dev"]["micro_auc"], r["dev"]["macro_auc"])))
+    stdout.print(table)
+    dev = report["dev"]
+    if "teacher" in dev:
+        stdout.print(f"golden dev AUC: student {fmt(dev['student']['micro_auc'])} vs teacher {fmt(dev['teacher']['micro_auc'])} "
+                     f"(loss {fmt(dev['auc_loss'])}, at most {fmt(dev['max_auc_loss'])} allowed)", highlight=False, markup=False)
+    table = Table(title="catalog calibration per vibe")
+    for column in ("vibe", "golden prevalence", "base rate", "from", "share labelled", "threshold", "precision target met"):
+        table.add_column(column, justify="left" if column in ("vibe", "from") else "right")
+    for name, r in report["calibration"].items():
+        table.add_row(name, *(fmt(v) for v in (r["golden_prevalence"], r["base_rate"], r["base_rate_from"], r["share_labelled"],
+                                               r["threshold"], r["reached"])))
+    stdout.print(table)
 
 
 @app.command()
@@ -119,6 +141,7 @@ def label(
 def bench_label(
     rows: int = typer.Option(200_000, help="Stored-embedding rows for throughput (a)."),
     texts: int = typer.Option(1024, help="Real overviews for end-to-end throughput (b) and the baseline."),
+    repeats: int = typer.Option(3, min=1, help="Runs of each measure, taken in turn; medians are reported."),
     scale_rows: int = typer.Option(0, help="Rows for the peak-memory test (e.g. 1000000; 0 skips it)."),
     ray: bool = typer.Option(True, help="Also measure the Ray engine."),
     ws_path: Optional[Path] = WorkspaceOption,
@@ -130,7 +153,7 @@ def bench_label(
 
     ws = workspace(ws_path)
     with status("benchmarking") as update:
-        result = run_label_bench(ws, rows=rows, texts=texts, scale_rows=scale_rows, ray=ray,
+        result = run_label_bench(ws, rows=rows, texts=texts, repeats=repeats, scale_rows=scale_rows, ray=ray,
                                  progress=lambda message: update(f"bench label: {message}"))
     if as_json:
         print_json(result)
@@ -139,5 +162,8 @@ def bench_label(
     table.add_column("measure")
     table.add_column("value", justify="right")
     for key, value in result.items():
-        table.add_row(key, fmt(value))
+        if key == "runs":
+            continue
+        for name, item in (value.items() if isinstance(value, dict) else [("", value)]):
+            table.add_row(f"{key} {name}".strip(), fmt(item))
     stdout.print(table)

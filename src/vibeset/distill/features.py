@@ -1,10 +1,12 @@
-"""Student feature groups: text embedding, catalog tags, collaborative item factors, frames.
+"""Student feature groups: text embedding, catalog tags, collaborative item factors, extra tag sources, frames.
 
 A student sees more than text: on the bundled data genres carry more vibe signal than the
-overview, and how people watch (ALS factors learned from ratings) is evidence too. Each group
-is a dense float32 block; ``FeatureSpace`` holds what is needed to compute the groups of any
-video (the tag vocabulary, the item-factor table, the frame-embedding table) and saves it
-without pickle, so the labelling engine can rebuild features from Parquet columns alone.
+overview, how people watch (ALS factors learned from ratings, and how many did) is evidence too,
+and so are the tags of a workspace's extra tag sources. Each group is a dense float32 block;
+``FeatureSpace`` holds what is needed to compute the groups of any video (the tag vocabulary, the
+item-factor table, the tag-source table, the frame-embedding table) and saves it without pickle,
+so the labelling engine can rebuild features from Parquet columns alone. The blocks are the
+evidence teacher's (``annotate.evidence``), so a linear student can learn that teacher exactly.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,13 +28,13 @@ from ..shards import embedding_array
 if TYPE_CHECKING:
     from ..retrieval.collaborative import CollaborativeModel
 
-GROUPS = ("text", "tags", "cf", "frames")
-DEFAULT_GROUPS = ("text", "tags", "cf")
+GROUPS = ("text", "tags", "cf", "sources", "frames")
+DEFAULT_GROUPS = ("text", "tags", "cf", "sources")
 MANIFEST = "features.json"
 
 
 def parse_groups(spec: str | Sequence[str]) -> tuple[str, ...]:
-    """'text,tags,cf' or a sequence -> validated tuple in canonical order; 'all' = text,tags,cf."""
+    """'text,tags,cf' or a sequence -> validated tuple in canonical order; 'all' = text,tags,cf,sources."""
     names = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
     if names == ["all"]:
         names = list(DEFAULT_GROUPS)
@@ -72,6 +74,9 @@ class FeatureSpace:
     tag_vocabulary: list[str] = field(default_factory=list)
     cf_ids: pd.Index = field(default_factory=lambda: pd.Index([]))
     cf_factors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    source_vocabulary: list[str] = field(default_factory=list)
+    source_ids: pd.Index = field(default_factory=lambda: pd.Index([]))
+    source_tags: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     frame_ids: pd.Index = field(default_factory=lambda: pd.Index([]))
     frame_vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     lineage: dict = field(default_factory=dict)
@@ -83,6 +88,7 @@ class FeatureSpace:
             "text": self.text_dim,
             "tags": len(self.tag_vocabulary),
             "cf": self.cf_factors.shape[1] + 1,
+            "sources": len(self.source_vocabulary),
             "frames": self.frame_vectors.shape[1] + 1,
         }
         return {group: width[group] for group in self.groups}
@@ -117,8 +123,12 @@ class FeatureSpace:
         return block
 
     def cf_block(self, ids: Sequence[str] | pa.Array) -> np.ndarray:
-        """ALS item factors by id plus a has_cf flag; unknown or unrated videos get zeros and flag 0."""
+        """ALS item factors and log1p(interactions) by id plus a has_cf flag; unknown or unrated videos get zeros."""
         return self._lookup(ids, self.cf_ids, self.cf_factors)
+
+    def sources_block(self, ids: Sequence[str] | pa.Array) -> np.ndarray:
+        """The extra tag sources' tags by id (``log1p`` counts); a video no source tags gets zeros."""
+        return self._lookup(ids, self.source_ids, self.source_tags)[:, :-1]
 
     def frames_block(self, ids: Sequence[str] | pa.Array) -> np.ndarray:
         return self._lookup(ids, self.frame_ids, self.frame_vectors)
@@ -134,6 +144,8 @@ class FeatureSpace:
             out["tags"] = self.tags_block(tags)
         if "cf" in self.groups:
             out["cf"] = self.cf_block(ids)
+        if "sources" in self.groups:
+            out["sources"] = self.sources_block(ids)
         if "frames" in self.groups:
             out["frames"] = self.frames_block(ids)
         return out
@@ -144,6 +156,8 @@ class FeatureSpace:
         directory.mkdir(parents=True, exist_ok=True)
         if "cf" in self.groups:
             write_lookup_table(directory / "cf_items.parquet", list(self.cf_ids), self.cf_factors)
+        if "sources" in self.groups:
+            write_lookup_table(directory / "source_items.parquet", list(self.source_ids), self.source_tags)
         if "frames" in self.groups:
             write_lookup_table(directory / "frame_items.parquet", list(self.frame_ids), self.frame_vectors)
         manifest = {
@@ -152,6 +166,7 @@ class FeatureSpace:
             "text_dim": self.text_dim,
             "encoder": self.encoder,
             "tag_vocabulary": self.tag_vocabulary,
+            "source_vocabulary": self.source_vocabulary,
             "lineage": self.lineage,
         }
         (directory / MANIFEST).write_text(json.dumps(manifest, indent=2))
@@ -169,10 +184,13 @@ class FeatureSpace:
             text_dim=int(manifest["text_dim"]),
             encoder=manifest["encoder"],
             tag_vocabulary=list(manifest["tag_vocabulary"]),
+            source_vocabulary=list(manifest.get("source_vocabulary", [])),
             lineage=manifest.get("lineage", {}),
         )
         if "cf" in space.groups:
             space.cf_ids, space.cf_factors = lookup_table(directory / "cf_items.parquet")
+        if "sources" in space.groups:
+            space.source_ids, space.source_tags = lookup_table(directory / "source_items.parquet")
         if "frames" in space.groups:
             space.frame_ids, space.frame_vectors = lookup_table(directory / "frame_items.parquet")
         return space
@@ -185,9 +203,12 @@ def build_feature_space(
     encoder_name: str,
     tag_vocabulary: Sequence[str] = (),
     collaborative: CollaborativeModel | None = None,
+    sources: Mapping[str, tuple[Sequence[str], np.ndarray, Sequence[str]]] | None = None,
     frames: str | Path | None = None,
 ) -> FeatureSpace:
-    """What the groups need: the tag vocabulary, the warm items' collaborative factors, the frame table.
+    """What the groups need: the tag vocabulary, the warm items' collaborative factors, the tag-source
+    table (``sources``: name -> (video ids, matrix, vocabulary), as ``tag_sources.tag_matrix`` gives),
+    the frame table.
 
     Cold (unrated) videos get zeros and ``has_cf = 0`` instead of the text projection the
     retrieval index gives them: the student should not learn from a guess made from its own input.
@@ -201,11 +222,28 @@ def build_feature_space(
             raise ConfigError("feature group 'cf' needs the collaborative model ('vibeset cf')")
         warm = ~collaborative.cold_
         space.cf_ids = pd.Index(np.asarray(collaborative.item_ids_)[warm])
-        space.cf_factors = collaborative.item_factors_[warm]
+        popularity = np.log1p(collaborative.popularity_[warm]).astype(np.float32)[:, None]
+        space.cf_factors = np.hstack([collaborative.item_factors_[warm], popularity])
         space.lineage["cf"] = {**collaborative.params(), "warm_items": int(warm.sum()), "items": len(warm)}
+    if "sources" in groups:
+        if not sources:
+            raise ConfigError("feature group 'sources' needs extra tag sources ([[tag_sources]] in vibeset.toml)")
+        space.source_ids, space.source_tags, space.source_vocabulary = _source_table(sources)
+        space.lineage["sources"] = {name: len(vocabulary) for name, (_, _, vocabulary) in sources.items()}
     if "frames" in groups:
         if frames is None:
             raise ConfigError("feature group 'frames' needs --frames: a Parquet of video_id + embedding from an image encoder")
         space.frame_ids, space.frame_vectors = lookup_table(Path(frames))
         space.lineage["frames"] = str(frames)
     return space
+
+
+def _source_table(sources: Mapping[str, tuple[Sequence[str], np.ndarray, Sequence[str]]]) -> tuple[pd.Index, np.ndarray, list[str]]:
+    """The tag sources side by side (vocabulary ``source:tag``), keeping only videos some source tags."""
+    ids = next(iter(sources.values()))[0]
+    if any(list(other) != list(ids) for other, _, _ in sources.values()):
+        raise DataError("every tag-source matrix must cover the same videos in the same order")
+    matrix = np.hstack([block for _, block, _ in sources.values()]).astype(np.float32)
+    vocabulary = [f"{name}:{tag}" for name, (_, _, tags) in sources.items() for tag in tags]
+    tagged = matrix.any(axis=1)
+    return pd.Index(np.asarray(list(ids), dtype=object)[tagged]), matrix[tagged], vocabulary

@@ -20,7 +20,7 @@ from ..errors import DataError
 
 @dataclass
 class TrainConfig:
-    """Hyper-parameters of one student fit (stored in the student's lineage)."""
+    """Hyper-parameters of one student fit (stored in the student's lineage); ``hidden = 0`` is a linear layer."""
 
     hidden: int = 128
     dropout: float = 0.2
@@ -66,7 +66,7 @@ def _network(groups: list[str], widths: Mapping[str, int], stats: Mapping[str, t
                 self.register_buffer(f"mean_{group}", torch.from_numpy(mean.astype(np.float32)))
                 self.register_buffer(f"std_{group}", torch.from_numpy(std.astype(np.float32)))
             width = sum(widths[g] for g in groups)
-            self.body = nn.Sequential(
+            self.body = nn.Sequential(nn.Linear(width, outputs)) if not config.hidden else nn.Sequential(
                 nn.Linear(width, config.hidden),
                 nn.GELU(),
                 nn.Dropout(config.dropout),
@@ -86,6 +86,19 @@ def _network(groups: list[str], widths: Mapping[str, int], stats: Mapping[str, t
             return self.body(torch.cat(parts, dim=1))
 
     return StudentMLP()
+
+
+def linear_module(groups: list[str], mean: Mapping[str, np.ndarray], std: Mapping[str, np.ndarray], weight: np.ndarray,
+                  bias: np.ndarray):
+    """A fitted linear student (``distill.linear``) as a module of the same shape as the MLP (hidden = 0), for export."""
+    import torch
+
+    widths = {g: len(mean[g]) for g in groups}
+    net = _network(groups, widths, {g: (mean[g], std[g]) for g in groups}, weight.shape[1], TrainConfig(hidden=0))
+    with torch.no_grad():
+        net.body[0].weight.copy_(torch.from_numpy(np.ascontiguousarray(weight.T, dtype=np.float32)))
+        net.body[0].bias.copy_(torch.from_numpy(np.asarray(bias, dtype=np.float32)))
+    return net.eval()
 
 
 def standardisation(blocks: Mapping[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -3,9 +3,9 @@
 A student directory holds ``student.onnx``, ``student.json`` (attributes, calibration,
 thresholds, lineage) and its feature space (tag vocabulary, item factors). Scores are
 calibrated on the golden dev split per attribute (Platt scaling of the logit), so a score
-is comparable across attributes; the label threshold per attribute maximises F1 or MCC on
-dev, or is the lowest that reaches a target precision there (restricted retrieval wants
-precision). Nothing here imports torch: training lives in ``mlp``.
+is comparable across attributes; the label threshold per attribute is set for the catalog:
+the lowest that reaches a target precision at the vibe's estimated catalog base rate
+(restricted retrieval wants precision), always labelling between half and twice that rate. Nothing here imports torch: training lives in ``mlp``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import shutil
 from dataclasses import dataclass
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from ..annotation import SCHEMA, annotations_frame
 from ..artifacts import KINDS, Artifact, artifacts_of
-from ..calibration import best_threshold, parse_objective, platt
+from ..calibration import calibrate_catalog, parse_objective, platt
 from ..catalog import Video
 from ..errors import ConfigError, NotFittedError
 from ..golden import GoldenSet
@@ -53,27 +53,44 @@ class Calibration:
     def apply(self, logits: np.ndarray) -> np.ndarray:
         return (1.0 / (1.0 + np.exp(-(logits * self.a + self.b)))).astype(np.float32)
 
-def calibrate(logits: np.ndarray, attributes: Sequence[str], golden: GoldenSet, ids: Sequence[str], objective: str) -> Calibration:
-    """Fit Platt scaling and thresholds per attribute on ``golden`` pairs (pass the dev split only).
+def calibrate(
+    dev_logits: np.ndarray, dev_ids: Sequence[str], golden_dev: GoldenSet, catalog_logits: np.ndarray,
+    attributes: Sequence[str], objective: str, *, base_rate: str = "bounds", declared: Mapping[str, float | None] | None = None,
+    heldout: pd.DataFrame | None = None,
+) -> tuple[Calibration, dict]:
+    """Platt scaling per attribute on ``golden_dev`` pairs (pass the dev split only; ``dev_logits`` rows follow
+    ``dev_ids``), then catalog thresholds from those calibrated scores and ``catalog_logits`` (every catalog
+    video): the precision target at each vibe's estimated catalog base rate (``calibration.calibrate_catalog``).
+    Returns the calibration and the per-vibe table (golden prevalence, base rate, share labelled, threshold).
+    Attributes without both classes on dev keep the raw sigmoid.
 
-    ``logits`` rows follow ``ids``. Attributes without both classes on dev keep the raw
-    sigmoid and threshold 0.5.
+    ``heldout`` (video_id, attribute, label, score): a teacher that learned on golden dev and whose scores are
+    calibrated probabilities gives its out-of-fold dev scores; a student of its logits is then calibrated
+    already (its Platt step is the identity) and is in-sample on dev, so the thresholds are judged on
+    those held-out scores instead.
     """
     parse_objective(objective)
-    row = {video_id: i for i, video_id in enumerate(ids)}
-    pairs = golden.pairs[golden.pairs["video_id"].isin(row)]
     count = len(attributes)
-    a, b, thresholds, reached = np.ones(count), np.zeros(count), np.full(count, 0.5), [True] * count
-    for j, name in enumerate(attributes):
-        subset = pairs[pairs["attribute"] == name]
-        if subset["label"].nunique() < 2:
-            continue
-        x = logits[[row[v] for v in subset["video_id"]], j]
-        y = subset["label"].to_numpy(bool)
-        a[j], b[j] = platt(x, y)
-        calibrated = 1.0 / (1.0 + np.exp(-(x * a[j] + b[j])))
-        thresholds[j], reached[j] = best_threshold(calibrated, y, objective)
-    return Calibration(a, b, thresholds, objective, reached)
+    a, b = np.ones(count), np.zeros(count)
+    if heldout is None:
+        row = {video_id: i for i, video_id in enumerate(dev_ids)}
+        pairs = golden_dev.pairs[golden_dev.pairs["video_id"].isin(row)]
+        rows = np.array([row[v] for v in pairs["video_id"]], dtype=int)
+        vibes = pd.Index(list(attributes)).get_indexer(pairs["attribute"])
+        for j in range(count):
+            subset = pairs["label"].to_numpy(bool)[vibes == j]
+            if len(np.unique(subset)) == 2:
+                a[j], b[j] = platt(dev_logits[rows[vibes == j], j], subset)
+        dev_scores = Calibration(a, b, np.full(count, 0.5), objective, []).apply(dev_logits)[rows, vibes]
+    else:  # the teacher's calibrated log-odds: keep its calibration and judge thresholds on its held-out dev scores
+        pairs, dev_scores = heldout, heldout["score"].to_numpy(float)
+        vibes = pd.Index(list(attributes)).get_indexer(pairs["attribute"])
+    calibration = Calibration(a, b, np.full(count, 0.5), objective, [True] * count)
+    table = calibrate_catalog(vibes, pairs["label"].to_numpy(bool), dev_scores, calibration.apply(catalog_logits),
+                              list(attributes), dict(declared or {}), objective, base_rate)
+    calibration.thresholds = np.array([table[name]["threshold"] for name in attributes])
+    calibration.reached = [bool(table[name]["reached"]) for name in attributes]
+    return calibration, table
 
 class Student:
     """A trained student loaded for inference (onnxruntime); an ``Annotator`` when given an encoder."""

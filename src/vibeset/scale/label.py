@@ -7,7 +7,9 @@ student's own item table by id. Each input shard gives one output shard
 ``OUT/<stem>.parquet`` in the annotations schema, written to a temporary file and renamed,
 so a killed job leaves whole shards or none, and a re-run skips shards already written.
 
-Both executors call the same ``ShardLabeller`` on the same batches, so their outputs match.
+Both executors call the same ``ShardLabeller`` on the same batches, so their outputs match. Text is
+encoded in length-sorted batches (little padding), and the next input batch is read while one is
+labelled.
 The local executor streams each shard in bounded batches, one process per core (shards are
 the unit of parallelism; workers die with the driver). The Ray executor is ``read_parquet ->
 map_batches`` (an actor pool that holds the ONNX sessions) ``-> write_parquet`` into a staging
@@ -27,7 +29,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -133,11 +135,9 @@ class ShardLabeller:
         if "embedding" in table.column_names:
             return embeddings_from_column(table.column("embedding"), self.student.space.text_dim)
         if self._encoder is None:
-            from ..encoder import MiniLMEncoder
+            from ..encoder import encoder_named
 
-            self._encoder = MiniLMEncoder(threads=self.threads)
-            if self._encoder.name != self.student.space.encoder:
-                raise ConfigError(f"student reads {self.student.space.encoder!r} embeddings, not {self._encoder.name!r}")
+            self._encoder = encoder_named(self.student.space.encoder, threads=self.threads)
         return self._encoder.encode(_text(table))
 
     def __call__(self, table: pa.Table | pa.RecordBatch) -> pa.Table:
@@ -149,6 +149,15 @@ class ShardLabeller:
         return self.student.annotation_table(ids, self.student.predict_proba(blocks), self.run_id)
 
 
+def _prefetched(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """The next batch is read and decoded in a thread while this one is labelled (Arrow releases the GIL)."""
+    with futures.ThreadPoolExecutor(1) as reader:
+        pending = reader.submit(next, batches, None)
+        while (batch := pending.result()) is not None:
+            pending = reader.submit(next, batches, None)
+            yield batch
+
+
 def label_shard(labeller: ShardLabeller, job: ShardJob, batch_rows: int, advance: Callable[[int], None] | None = None) -> int:
     """Label one shard into a temporary file, then rename it into place. Returns rows read."""
     source = pq.ParquetFile(job.source)
@@ -157,7 +166,7 @@ def label_shard(labeller: ShardLabeller, job: ShardJob, batch_rows: int, advance
     rows = 0
     try:
         with pq.ParquetWriter(tmp, SCHEMA) as writer:
-            for batch in source.iter_batches(batch_size=batch_rows, columns=columns):
+            for batch in _prefetched(source.iter_batches(batch_size=batch_rows, columns=columns)):
                 writer.write_table(labeller(batch))
                 rows += batch.num_rows
                 if advance:
