@@ -4,16 +4,23 @@
     OUT/failures/part-<run>-<seq>.parquet   one row per failed video: kind, message, raw text
     OUT/manifest.json                 the job (backend, model, params, prompt and taxonomy version)
                                       and every run's counts, tokens, cost and status
+    OUT/usage.jsonl                   the books as they happen: a line per call sent, answered, retried
+    OUT/batches.json                  batch mode: the provider batches submitted and what is in them
     OUT/cache.sqlite                  the response cache, unless configured elsewhere
 
 Each part is written to a temporary file and renamed, so a crash leaves whole parts or none;
 a video's rows are always in one part, and the videos already in parts are what a re-run skips.
+Parts carry, beside the annotation columns, each row's self-reported score and its logprob
+score (``CONFIDENCE_COLUMNS``; NaN where the model gave none), for ``iterate evaluate``.
+The manifest's run entry is written when a run starts and ends; a run killed in between is
+settled by the next one from ``usage.jsonl`` (calls, tokens, cost) and the parts (videos).
 One writer per directory; parallel shards write to directories of their own.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -40,6 +47,10 @@ FAILURE_SCHEMA = pa.schema(
     ]
 )
 MANIFEST = "manifest.json"
+USAGE = "usage.jsonl"
+CONFIDENCE_COLUMNS = ("score_self", "score_logprob")
+PART_SCHEMA = pa.schema([*SCHEMA, *(pa.field(name, pa.float32()) for name in CONFIDENCE_COLUMNS)])
+_BOOKED = ("calls", "retries", "input_tokens", "output_tokens")
 
 
 class RunStore:
@@ -63,6 +74,7 @@ class RunStore:
             )
         self.manifest["job"] = dict(job)
         self.manifest.setdefault("runs", [])
+        self._journal: int | None = None
 
     def _read_manifest(self) -> dict[str, Any]:
         path = self.out_dir / MANIFEST
@@ -80,7 +92,10 @@ class RunStore:
     def append(self, rows: list[Mapping[str, Any]]) -> None:
         if rows:
             frame = annotations_frame(rows)
-            atomic_write_table(pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False), self._next(self.out_dir), fsync=True)
+            for name in CONFIDENCE_COLUMNS:
+                frame[name] = pd.Series([row.get(name) for row in rows], dtype="float32")
+            table = pa.Table.from_pandas(frame, schema=PART_SCHEMA, preserve_index=False)
+            atomic_write_table(table, self._next(self.out_dir), fsync=True)
 
     def append_failures(self, rows: list[Mapping[str, Any]]) -> None:
         if rows:
@@ -91,15 +106,85 @@ class RunStore:
         """Insert or replace this run's entry in the manifest (atomically)."""
         runs = [r for r in self.manifest["runs"] if r.get("run_id") != self.run_id]
         self.manifest["runs"] = [*runs, {**run, "updated": time.time()}]
+        self._write_manifest()
+
+    def _write_manifest(self) -> None:
         atomic_write_text(self.out_dir / MANIFEST, json.dumps(self.manifest, indent=2, default=str))
+
+    def journal(self, entry: Mapping[str, Any], path: Path | None = None) -> None:
+        """Append one line of books (``O_APPEND``: whole lines, even from several processes)."""
+        if self._journal is None:
+            self._journal = os.open(path or self.out_dir / USAGE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.write(self._journal, (json.dumps({"run_id": self.run_id, **entry}) + "\n").encode())
+
+    def close(self) -> None:
+        if self._journal is not None:
+            os.close(self._journal)
+            self._journal = None
+
+    def settle_killed(self, journal: Path | None = None) -> list[str]:
+        """Close the books of earlier runs still marked running (killed): their calls, retries,
+        tokens and cost from the journal, their videos from the parts. Returns their ids."""
+        stale = [r for r in self.manifest["runs"] if r.get("status") == "running" and r.get("run_id") != self.run_id]
+        if not stale:
+            return []
+        books = journal_totals(journal or self.out_dir / USAGE)
+        for entry in stale:
+            totals = books.get(entry["run_id"], {})
+            entry.update({name: totals.get(name, 0) for name in _BOOKED})
+            entry["cost_usd"] = totals.get("cost_usd", 0.0 if entry.get("cost_usd") is not None else None)
+            entry["annotated"] = len(_ids(self.out_dir.glob(f"part-{entry['run_id']}-*.parquet")))
+            entry["failed"] = len(_ids(self.failures_dir.glob(f"part-{entry['run_id']}-*.parquet")))
+            entry["status"] = "killed"
+        self._write_manifest()
+        return [entry["run_id"] for entry in stale]
+
+
+def journal_totals(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Sum the journal per run: calls, retries, tokens, cost (None once any call had no price)."""
+    totals: dict[str, dict[str, Any]] = {}
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return totals
+    for line in lines:
+        try:
+            entry = json.loads(line)
+            run = totals.setdefault(str(entry["run_id"]), {**dict.fromkeys(_BOOKED, 0), "cost_usd": 0.0})
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short by the kill
+        for name in _BOOKED:
+            run[name] += int(entry.get(name) or 0)
+        if "cost_usd" in entry:
+            cost = entry["cost_usd"]
+            run["cost_usd"] = None if cost is None or run["cost_usd"] is None else run["cost_usd"] + cost
+    return totals
+
+
+def _ids(parts: Any) -> set[str]:
+    done: set[str] = set()
+    for part in parts:
+        done.update(pq.read_table(part, columns=["video_id"]).column("video_id").to_pylist())
+    return done
 
 
 def annotated_ids(out_dir: str | Path) -> set[str]:
     """Videos with annotations in ``out_dir``: what a re-run skips."""
-    done: set[str] = set()
-    for part in Path(out_dir).glob("part-*.parquet"):
-        done.update(pq.read_table(part, columns=["video_id"]).column("video_id").to_pylist())
-    return done
+    return _ids(Path(out_dir).glob("part-*.parquet"))
+
+
+def read_confidences(out_dir: str | Path) -> pd.DataFrame:
+    """video_id, attribute and each kind of confidence score (``CONFIDENCE_COLUMNS``) of ``out_dir``'s parts."""
+    frames = []
+    for part in sorted(Path(out_dir).glob("part-*.parquet")):
+        names = set(pq.read_schema(part).names)
+        table = pq.read_table(part, columns=["video_id", "attribute", *(c for c in CONFIDENCE_COLUMNS if c in names)])
+        frames.append(table.to_pandas())
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["video_id", "attribute"])
+    for name in CONFIDENCE_COLUMNS:
+        if name not in frame.columns:
+            frame[name] = float("nan")
+    return frame
 
 
 def read_failures(out_dir: str | Path) -> pd.DataFrame:
