@@ -15,8 +15,8 @@ works with any taxonomy. Behaviours are scripted per call, globally or per title
 
 With ``truth`` (title -> attribute -> bool) answers behave like a model that knows something:
 a latent z = 1.2 * (+1 | -1) + noise decides the label (z > 0) and the label token's probability
-(sigmoid(z), returned as token logprobs when the request asks for ``logprobs``), while the
-confidence it writes down is coarse (0.8 or 0.9), as verbalised confidences are.
+(sigmoid(2z), returned as token logprobs when the request asks for ``logprobs``), while the
+confidence it writes down is 0.8 or 0.9 whatever its certainty, as verbalised confidences tend to be.
 Counters: ``calls`` (requests received), ``in_flight``, ``billed`` (prompt / completion tokens
 of the answers sent) and ``snapshot()`` of them all at one instant.
 
@@ -60,7 +60,7 @@ def _latent(title: str, name: str, truth: dict | None) -> tuple[bool, float, flo
     noise = (digest[2] + digest[3] + digest[4] + digest[5]) / 255.0 - 2.0  # ~ N(0, 0.58)
     z = (1.2 if known else -1.2) + 2.2 * noise
     p_true = 1.0 / (1.0 + math.exp(-2.0 * z))
-    confidence = 0.9 if abs(z) + (digest[6] / 255.0 - 0.5) > 1.2 else 0.8
+    confidence = 0.9 if digest[6] >= 96 else 0.8  # written confidences barely track the model's certainty
     return z > 0, confidence, p_true
 
 
@@ -77,13 +77,14 @@ def answer(names: list[str], title: str, truth: dict | None = None) -> tuple[dic
 _TOKEN = re.compile(r"\s+|[A-Za-z]+|[0-9]+(?:\.[0-9]+)?|[^\sA-Za-z0-9]")
 
 
-def _entry(token: str, logprob: float) -> dict:
-    return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+def _entry(token: str, logprob: float) -> str:
+    return f'"token": {json.dumps(token)}, "logprob": {logprob!r}, "bytes": [{", ".join(map(str, token.encode()))}]'
 
 
-def token_logprobs(text: str, probabilities: dict[str, float], names: list[str], top: int) -> list[dict]:
-    """OpenAI-shaped logprobs that spell ``text``; each label token carries P(true) / P(false)."""
-    tokens, labels, recent = [], iter(names), ["", "", "", ""]
+def token_logprobs(text: str, probabilities: dict[str, float], names: list[str], top: int) -> str:
+    """OpenAI-shaped logprobs (JSON text, built as text: it is large) that spell ``text``; each label
+    token carries P(true) / P(false), every other token is near certain."""
+    entries, labels, recent = [], iter(names), ["", "", "", ""]
     for token in _TOKEN.findall(text):
         if token in ("true", "false") and recent == ['"', "label", '"', ":"]:
             p_true = probabilities.get(next(labels, ""), 0.5)
@@ -94,10 +95,10 @@ def token_logprobs(text: str, probabilities: dict[str, float], names: list[str],
         else:
             chosen = _entry(token, -0.0001)
             alternatives = [chosen, _entry(" ", -9.5)][: max(top, 0)]
-        tokens.append({**chosen, "top_logprobs": alternatives})
+        entries.append("{" + chosen + ', "top_logprobs": [' + ", ".join("{" + a + "}" for a in alternatives) + "]}")
         if not token.isspace():
             recent = [*recent[1:], token]
-    return tokens
+    return "[" + ", ".join(entries) + "]"
 
 
 class LLMServer:
@@ -109,6 +110,7 @@ class LLMServer:
         self.logprobs = logprobs
         self.in_flight = 0
         self.billed = Counter()
+        self.caller = threading.local()  # the API key of the request being answered (for echokey)
         self.default = "ok"
         self.script: deque[str] = deque()
         self.by_title: dict[str, deque[str]] = {}
@@ -161,8 +163,8 @@ class LLMServer:
         with self._lock:
             return {"calls": self.calls, "in_flight": self.in_flight, **self.billed}
 
-    def respond(self, names: list[str], title: str, key: str = "") -> tuple[int, dict[str, str], str | None, dict]:
-        """(status, headers, answer text or None, P(true) per attribute) for one call, after its behaviour."""
+    def respond(self, names: list[str], title: str) -> tuple[int, dict[str, str], str | None]:
+        """(status, headers, answer text or None) for one call, after its scripted behaviour."""
         behaviour = self._behaviour(title)
         kind, _, arg = behaviour.partition(":")
         with self._lock:
@@ -173,17 +175,17 @@ class LLMServer:
             with self._lock:
                 self.in_flight -= 1
         if kind == "429":
-            return 429, {"Retry-After": arg or "0"}, None, {}
+            return 429, {"Retry-After": arg or "0"}, None
         if kind == "500":
-            return 500, {}, None, {}
+            return 500, {}, None
         if kind == "garbage":
-            return 200, {"X-Garbage": "1"}, None, {}
+            return 200, {"X-Garbage": "1"}, None
         if kind in ("echokey", "echomask"):
-            secret = key.removeprefix("Bearer ")
+            secret = getattr(self.caller, "key", "").removeprefix("Bearer ")
             shown = secret if kind == "echokey" else secret[:8] + "*" * 8 + secret[-4:]
             message = f"Incorrect API key provided: {shown}. You can find your API key at https://example.test."
-            return 400, {}, json.dumps({"error": {"message": message, "type": "invalid_request_error"}}), {}
-        body, probabilities = answer(names, title, self.truth)
+            return 400, {}, json.dumps({"error": {"message": message, "type": "invalid_request_error"}})
+        body, _ = answer(names, title, self.truth)
         if kind == "unknown":
             body["not-a-vibe"] = {"label": True, "confidence": 0.9, "evidence": "made up"}
         elif kind == "missing" and body:
@@ -202,7 +204,7 @@ class LLMServer:
             text = "Here you go:\n```json\n" + json.dumps(body, indent=2) + "\n```"
         with self._lock:
             self.answered_by_title[title] += 1
-        return 200, {}, text, probabilities
+        return 200, {}, text
 
     def bill(self, prompt_tokens: int, completion_tokens: int) -> None:
         with self._lock:
@@ -210,7 +212,7 @@ class LLMServer:
             self.billed["completion_tokens"] += completion_tokens
 
 
-def chat_reply(server: LLMServer, request: dict, key: str = "") -> tuple[int, dict[str, str], bytes]:
+def chat_reply(server: LLMServer, request: dict) -> tuple[int, dict[str, str], bytes]:
     """One Chat Completions call: (status, headers, body), as the live endpoint and batches answer it."""
     messages = request.get("messages", [])
     text = "\n".join(_text(m.get("content")) for m in messages)
@@ -220,7 +222,8 @@ def chat_reply(server: LLMServer, request: dict, key: str = "") -> tuple[int, di
     if request.get("logprobs") and not server.logprobs:
         return 400, {}, json.dumps({"error": {"message": "logprobs is not supported with this model",
                                               "type": "invalid_request_error", "param": "logprobs"}}).encode()
-    status, headers, answer_text, probabilities = server.respond(names, _title(text), key)
+    title = _title(text)
+    status, headers, answer_text = server.respond(names, title)
     if answer_text is None or status != 200:
         body = answer_text.encode() if answer_text else b'{"id": "x", "choices": [{"mess' if status == 200 else json.dumps(
             {"error": {"message": f"scripted {status}", "type": "test"}}
@@ -228,24 +231,28 @@ def chat_reply(server: LLMServer, request: dict, key: str = "") -> tuple[int, di
         return status, headers, body
     choice = {"index": 0, "message": {"role": "assistant", "content": answer_text}, "finish_reason": "stop"}
     if request.get("logprobs"):
-        choice["logprobs"] = {"content": token_logprobs(answer_text, probabilities, names, request.get("top_logprobs") or 0)}
+        choice["logprobs"] = {"content": "@LOGPROBS@"}
     usage = {"prompt_tokens": len(text) // 4, "completion_tokens": len(answer_text) // 4}
     server.bill(usage["prompt_tokens"], usage["completion_tokens"])
     completion = {
         "id": "chatcmpl-test", "object": "chat.completion", "created": int(time.time()), "model": request.get("model", ""),
         "choices": [choice], "usage": {**usage, "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]},
     }
-    return 200, {}, json.dumps(completion).encode()
+    body = json.dumps(completion)
+    if request.get("logprobs"):
+        probabilities = answer(names, title, server.truth)[1]
+        body = body.replace('"@LOGPROBS@"', token_logprobs(answer_text, probabilities, names, request.get("top_logprobs") or 0))
+    return 200, {}, body.encode()
 
 
-def gemini_reply(server: LLMServer, request: dict, key: str = "") -> tuple[int, dict[str, str], bytes]:
+def gemini_reply(server: LLMServer, request: dict) -> tuple[int, dict[str, str], bytes]:
     """One ``generateContent`` call: (status, headers, body)."""
     parts = [p for c in request.get("contents", []) for p in c.get("parts", [])]
     system = " ".join(p.get("text", "") for p in (request.get("systemInstruction") or {}).get("parts", []))
     text = system + "\n" + "\n".join(p.get("text", "") for p in parts)
     schema = (request.get("generationConfig") or {}).get("responseJsonSchema") or {}
     names = list(schema.get("properties", {})) or _NAME.findall(text)
-    status, headers, answer_text, _ = server.respond(names, _title(text), key)
+    status, headers, answer_text = server.respond(names, _title(text))
     if answer_text is None or status != 200:
         error = {"error": {"code": status, "message": answer_text or f"scripted {status}", "status": "UNAVAILABLE"}}
         return status, headers, b"{" if status == 200 else json.dumps(error).encode()
@@ -288,10 +295,11 @@ def _handler(server: LLMServer) -> type[BaseHTTPRequestHandler]:
                     if self.headers.get(header):
                         server.auth_headers.add(self.headers[header])
                         key = self.headers[header]
+            server.caller.key = key
             if self.path.endswith("/chat/completions"):
-                self._send(*chat_reply(server, request, key))
+                self._send(*chat_reply(server, request))
             elif ":generateContent" in self.path:
-                self._send(*gemini_reply(server, request, key))
+                self._send(*gemini_reply(server, request))
             else:
                 self._send(404, {}, json.dumps({"error": {"message": f"no route {self.path}"}}).encode())
 

@@ -92,6 +92,7 @@ class Job:
             "samples": self.config.samples,
             "prompt_version": self.prompt.version,
             "taxonomy_version": self.taxonomy_version,
+            "shots": int(getattr(self.prompt.shots, "k", 0)),
         }
 
     def video_hash(self, video: Video) -> str:

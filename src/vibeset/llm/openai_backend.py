@@ -81,9 +81,9 @@ class OpenAIBackend:
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._headers = {"Authorization": f"Bearer {self.key()}", "Content-Type": "application/json"}
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=self.timeout_s), trust_env=True
-            )
+            # like httpx's: a limit on connecting and on each wait for data, not on the whole call
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout_s, sock_read=self.timeout_s)
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout, trust_env=True)
         return self._session
 
     def _messages(self, request: Request) -> list[dict[str, Any]]:

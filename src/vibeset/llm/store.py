@@ -174,13 +174,14 @@ def annotated_ids(out_dir: str | Path) -> set[str]:
 
 
 def read_confidences(out_dir: str | Path) -> pd.DataFrame:
-    """video_id, attribute and each kind of confidence score (``CONFIDENCE_COLUMNS``) of ``out_dir``'s parts."""
+    """video_id, attribute, the score used and each kind of confidence (``CONFIDENCE_COLUMNS``) of ``out_dir``'s parts."""
     frames = []
     for part in sorted(Path(out_dir).glob("part-*.parquet")):
         names = set(pq.read_schema(part).names)
-        table = pq.read_table(part, columns=["video_id", "attribute", *(c for c in CONFIDENCE_COLUMNS if c in names)])
+        table = pq.read_table(part, columns=["video_id", "attribute", "score",
+                                             *(c for c in CONFIDENCE_COLUMNS if c in names)])
         frames.append(table.to_pandas())
-    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["video_id", "attribute"])
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["video_id", "attribute", "score"])
     for name in CONFIDENCE_COLUMNS:
         if name not in frame.columns:
             frame[name] = float("nan")
@@ -193,3 +194,12 @@ def read_failures(out_dir: str | Path) -> pd.DataFrame:
     if not parts:
         return FAILURE_SCHEMA.empty_table().to_pandas()
     return pa.concat_tables([pq.read_table(part, schema=FAILURE_SCHEMA) for part in parts]).to_pandas()
+
+
+def job_of(out_dir: str | Path) -> dict[str, Any]:
+    """The job an LLM output directory holds (model, prompt version, few-shot k, ...); {} if none."""
+    path = Path(out_dir) / MANIFEST
+    try:
+        return dict(json.loads(path.read_text(encoding="utf-8")).get("job") or {})
+    except (OSError, ValueError, AttributeError):
+        return {}
