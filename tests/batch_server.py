@@ -11,12 +11,13 @@ requests is answered by an ``LLMServer``'s logic (so per-title behaviours such a
 ``nonjson`` become partial failures and unusable answers). Faults, scripted per batch created
 (``batch_faults``) and per upload (``upload_faults``):
 
-    ok, expire (half the requests done, the rest "batch_expired"), fail (the batch fails, no
+    ok, expire (half the requests done, the rest "batch_expired" / absent), fail (the batch fails, no
     output), malformed:N (N output lines cut short), 400 / 503 (upload rejected / unavailable)
 
 ``create_delay``: seconds a batch creation waits after the batch exists and before answering
 (a driver killed in that window must find it again by its label, not create a second one).
-Counters: ``counts`` (uploads, batches, requests run, polls) and the ``LLMServer``'s ``billed`` tokens.
+Counters: ``counts`` (uploads, batches, requests run, polls), the ``LLMServer``'s ``billed`` tokens,
+and ``lost``: the tokens of answers whose lines were then cut short (billed, unreadable).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class BatchServer:
         self.batches: dict[str, dict] = {}
         self.uploads: dict[str, dict] = {}
         self.counts: Counter[str] = Counter()
+        self.lost: Counter[str] = Counter()
         self.auth_headers: set[str] = set()
         self._lock = threading.RLock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -118,9 +120,10 @@ class BatchServer:
             self.counts["requests"] += 1
             good, text = _run(batch["kind"], self.llm, line, index)
             (outputs if good else errors).append(text)
-        for line in lines[len(done):]:
-            errors.append(_expired(batch["kind"], line))
+        if batch["kind"] == "openai":  # OpenAI lists the requests that never ran; Gemini leaves them out
+            errors += [_expired(line) for line in lines[len(done):]]
         for index in range(min(int(arg or 0), len(outputs))):
+            self._lose(batch["kind"], json.loads(outputs[index]))
             outputs[index] = outputs[index][: len(outputs[index]) // 3]  # malformed: a line cut short
         if batch["kind"] == "gemini":  # one responses file holds answers and errors
             batch["output"] = self._store("\n".join(outputs + errors))
@@ -129,6 +132,17 @@ class BatchServer:
             batch["errors"] = self._store("\n".join(errors)) if errors else None
         batch["counts"] = {"total": len(lines), "completed": len(outputs), "failed": len(errors)}
         batch["state"] = "expired" if fault == "expire" else "completed"
+
+    def _lose(self, kind: str, line: dict) -> None:
+        """Tally the tokens of an answer whose line is then cut short (billed, unreadable by the client)."""
+        if kind == "gemini":
+            usage = line["response"]["usageMetadata"]
+            prompt, completion = usage["promptTokenCount"], usage["candidatesTokenCount"]
+        else:
+            usage = line["response"]["body"]["usage"]
+            prompt, completion = usage["prompt_tokens"], usage["completion_tokens"]
+        self.lost["prompt_tokens"] += prompt
+        self.lost["completion_tokens"] += completion
 
     def _store(self, text: str) -> str:
         file_id = self._id("file")
@@ -155,10 +169,8 @@ def _run(kind: str, llm: LLMServer, line: dict, index: int) -> tuple[bool, str]:
                                       "error": None})
 
 
-def _expired(kind: str, line: dict) -> str:
+def _expired(line: dict) -> str:
     message = "This request could not be executed before the completion window expired."
-    if kind == "gemini":
-        return json.dumps({"key": line["key"], "error": {"code": 504, "message": message, "status": "DEADLINE_EXCEEDED"}})
     return json.dumps({"id": "batch_req_x", "custom_id": line["custom_id"], "response": None,
                        "error": {"code": "batch_expired", "message": message}})
 

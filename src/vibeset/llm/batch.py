@@ -16,6 +16,8 @@ lives in ``OUT/batches.json``, written atomically at every change:
 - Expired, failed or cancelled batches, error-file lines, malformed output lines and answers
   that do not parse count one attempt for the requests concerned, which go into the next batch;
   after ``max_retries + 1`` attempts the video is recorded as failed with the last error.
+- Books: every result line is one call with its billed tokens at the batch price; a malformed
+  line is a call whose tokens cannot be read (counted, not priced).
 - An upload or batch creation rejected with a 4xx fails the videos in it at once (it would
   be rejected again); 429 / 5xx are retried with the engine's back-off (``calls.Caller``).
 """
@@ -207,7 +209,8 @@ class _Driver:
                 seen.add(result.key)
                 self._take(result, batch["keys"][result.key])
         why = f"batch {batch['id']} ended {status.provider_state or status.state}"
-        if malformed:
+        if malformed:  # the provider ran (and bills) them, but their tokens cannot be read
+            self.caller.charge(0, 0, calls=malformed)
             why += f" with {malformed} malformed output line(s)"
         for key in set(batch["keys"]) - seen:
             self.state.miss(key, failure(f"batch_{status.state}" if status.state != "done" else "missing_output",
@@ -226,7 +229,7 @@ class _Driver:
             return
         completion = result.completion
         if completion is None:
-            self.caller.charge(0, 0, calls=1)
+            self.caller.charge(0, 0, calls=int(result.ran))
             self.state.miss(result.key, result.error or failure("batch_error", "no answer"))
             return
         estimate = self.job.tokens(item.request)

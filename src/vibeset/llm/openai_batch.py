@@ -113,8 +113,9 @@ def _result(text: str) -> Result | None:
     if not isinstance(key, str):
         return None
     response, error = line.get("response") or {}, line.get("error")
-    if error:
-        return result_of_error(key, str(error.get("code") or "batch_error"), str(error.get("message") or error), text)
+    if error:  # the request never ran (e.g. batch_expired)
+        return result_of_error(key, str(error.get("code") or "batch_error"), str(error.get("message") or error), text,
+                               ran=False)
     code = response.get("status_code")
     if code != 200:
         body = response.get("body")

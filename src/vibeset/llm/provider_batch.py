@@ -25,15 +25,20 @@ class BatchStatus:
 
 @dataclass(frozen=True)
 class Result:
-    """One request's outcome in a finished batch: a completion, or a failure record."""
+    """One request's outcome in a finished batch: a completion, or a failure record.
+
+    ``ran``: the provider ran the request (an answer or an HTTP error: a call); False for a line
+    saying it never ran (expired, cancelled), which is no call.
+    """
 
     key: str
     completion: Completion | None = None
     error: dict[str, Any] | None = None
+    ran: bool = True
 
 
-def result_of_error(key: str, kind: str, message: str, raw: str = "") -> Result:
-    return Result(key, None, failure(kind, message, raw[:2000]))
+def result_of_error(key: str, kind: str, message: str, raw: str = "", *, ran: bool = True) -> Result:
+    return Result(key, None, failure(kind, message, raw[:2000]), ran)
 
 
 class BatchClient(Protocol):
