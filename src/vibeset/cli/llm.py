@@ -93,7 +93,9 @@ def _progress(total: int) -> Iterator[Callable[[RunSummary], None]]:
 
 def _print_estimate(result: dict[str, Any]) -> None:
     def money(value: float | None) -> str:
-        return "unknown (no [llm.prices] entry for this model)" if value is None else f"${value:,.2f}"
+        if value is None:
+            return "unknown (no [llm.prices] entry for this model)"
+        return f"${value:,.2f}" if value >= 1 else f"${value:.4f}"
 
     console.print(
         f"{result['videos']:,} videos: {result['already_annotated']:,} already annotated, {result['cached']:,} cached; "

@@ -1,9 +1,10 @@
 """Few-shot examples chosen per video from the golden DEV split: near in meaning, diverse in labels.
 
 For each video the ``k`` examples are taken from golden dev videos (never the test split, never
-the video itself) among its nearest neighbours in the text embedding, greedily, each pick
-scoring its similarity plus how many (attribute, label) values it adds that the picks so far
-do not show, so the model sees both what counts and what does not. The choice is a function of
+the video itself) among its ``4k`` nearest neighbours in the text embedding, greedily, each pick
+scoring its cosine similarity plus the share of the taxonomy's attributes for which it adds an
+(attribute, label) value the picks so far do not show, so the model sees both what counts and
+what does not, for as many attributes as the neighbourhood allows. The choice is a function of
 the video, the dev split's version, the encoder and ``k``: those make the ``identity`` that
 enters the prompt version, so labels made with other examples never share a version or a cache entry.
 """
@@ -25,8 +26,8 @@ from .prompt import Example, Prompt, PromptTemplate
 METHOD = "knn-label-diverse-v1"
 #: Neighbours considered per pick: the greedy step looks at this many times k candidates.
 POOL_FACTOR = 4
-#: Weight of label novelty against cosine similarity.
-DIVERSITY = 0.5
+#: Weight of label novelty (new (attribute, label) values, as a share of the taxonomy) against cosine similarity.
+DIVERSITY = 1.0
 
 Embed = Callable[[Sequence[str]], np.ndarray]
 
@@ -52,6 +53,7 @@ class FewShot:
         if leaked:
             raise ConfigError(f"few-shot pool holds {len(leaked)} held-out (test) video(s), e.g. {sorted(leaked)[0]!r}")
         self.k = k
+        self.attributes = max(1, dev.pairs["attribute"].nunique())
         self.ids = ids
         self.videos = [videos[i] for i in ids]
         self.labels = [labels[i] for i in ids]
@@ -85,8 +87,7 @@ class FewShot:
         shown: set[tuple[str, bool]] = set()
         while candidates and len(picked) < self.k:
             def gain(i: int) -> float:
-                values = set(self.labels[i].items())
-                return float(similarity[i]) + DIVERSITY * len(values - shown) / max(1, len(values))
+                return float(similarity[i]) + DIVERSITY * len(set(self.labels[i].items()) - shown) / self.attributes
 
             best = max(candidates, key=gain)
             candidates.remove(best)
