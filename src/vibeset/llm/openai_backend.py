@@ -58,6 +58,7 @@ class OpenAIBackend:
         self._send_logprobs = logprobs
         self._session: aiohttp.ClientSession | None = None
         self._headers: dict[str, str] = {}
+        self._template: tuple[Any, bytes, bytes] | None = None
 
     def identity(self) -> dict[str, Any]:
         return {
@@ -119,11 +120,25 @@ class OpenAIBackend:
             body["top_logprobs"] = self.top_logprobs
         return body
 
+    def encoded(self, request: Request) -> bytes:
+        """``body(request)`` as JSON. A text-only request differs from the last one only in its user
+        text, so the encoded rest (the long system text, the schema) is reused: ~0.15 ms a call."""
+        if request.images or request.media:
+            return json.dumps(self.body(request)).encode()
+        key = (request.system, id(request.schema), self._send_logprobs)
+        if self._template is None or self._template[0] != key:
+            marker = "\u0000vibeset-user\u0000"
+            text = json.dumps(self.body(Request(request.system, marker, request.schema)))
+            prefix, suffix = text.split(json.dumps(marker), 1)
+            self._template = (key, prefix.encode(), suffix.encode())
+        _, prefix, suffix = self._template
+        return prefix + json.dumps(request.user).encode() + suffix
+
     async def complete(self, request: Request) -> Completion:
         """POST /chat/completions; HTTP errors map onto ``CallError`` / ``BackendError`` here."""
         session = self._get_session()
         try:
-            async with session.post(f"{self.url}/chat/completions", data=json.dumps(self.body(request)),
+            async with session.post(f"{self.url}/chat/completions", data=self.encoded(request),
                                     headers=self._headers) as response:
                 status, raw = response.status, await response.read()
                 retry_after = response.headers.get("retry-after")

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import threading
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -74,7 +76,7 @@ class RunStore:
             )
         self.manifest["job"] = dict(job)
         self.manifest.setdefault("runs", [])
-        self._journal: int | None = None
+        self._journal: Journal | None = None
 
     def _read_manifest(self) -> dict[str, Any]:
         path = self.out_dir / MANIFEST
@@ -112,14 +114,14 @@ class RunStore:
         atomic_write_text(self.out_dir / MANIFEST, json.dumps(self.manifest, indent=2, default=str))
 
     def journal(self, entry: Mapping[str, Any], path: Path | None = None) -> None:
-        """Append one line of books (``O_APPEND``: whole lines, even from several processes)."""
+        """Append one line of books to ``usage.jsonl`` (or ``path``, a job's shared journal)."""
         if self._journal is None:
-            self._journal = os.open(path or self.out_dir / USAGE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        os.write(self._journal, (json.dumps({"run_id": self.run_id, **entry}) + "\n").encode())
+            self._journal = Journal(path or self.out_dir / USAGE)
+        self._journal.append((json.dumps({"run_id": self.run_id, **entry}) + "\n").encode())
 
     def close(self) -> None:
         if self._journal is not None:
-            os.close(self._journal)
+            self._journal.close()
             self._journal = None
 
     def settle_killed(self, journal: Path | None = None) -> list[str]:
@@ -138,6 +140,40 @@ class RunStore:
             entry["status"] = "killed"
         self._write_manifest()
         return [entry["run_id"] for entry in stale]
+
+
+class Journal:
+    """Lines appended (``O_APPEND``: whole lines, even from several processes) by a writer thread,
+    so a disk stalled by someone's fsync never stalls the event loop. A ``kill -9`` loses only
+    the lines of the last moments that were still queued."""
+
+    def __init__(self, path: Path) -> None:
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._write, name="vibeset-journal", daemon=True)
+        self._thread.start()
+
+    def append(self, line: bytes) -> None:
+        self._queue.put(line)
+
+    def _write(self) -> None:
+        while (line := self._queue.get()) is not None:
+            lines = [line]
+            while len(lines) < 4096:  # whatever else is queued goes in the same write
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    os.write(self._fd, b"".join(lines))
+                    return
+                lines.append(more)
+            os.write(self._fd, b"".join(lines))
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        os.close(self._fd)
 
 
 def journal_totals(path: str | Path) -> dict[str, dict[str, Any]]:
