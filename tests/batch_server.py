@@ -16,6 +16,7 @@ requests is answered by an ``LLMServer``'s logic (so per-title behaviours such a
 
 ``create_delay``: seconds a batch creation waits after the batch exists and before answering
 (a driver killed in that window must find it again by its label, not create a second one).
+Run standalone: ``python tests/batch_server.py`` prints the port on stdout.
 Counters: ``counts`` (uploads, batches, requests run, polls), the ``LLMServer``'s ``billed`` tokens,
 and ``lost``: the tokens of answers whose lines were then cut short (billed, unreadable).
 """
@@ -320,3 +321,19 @@ def _handler(server: BatchServer) -> type[BaseHTTPRequestHandler]:
                 self._send(404, missing)
 
     return Handler
+
+
+if __name__ == "__main__":
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--polls", type=int, default=2)
+    args = parser.parse_args()
+    with BatchServer(polls=args.polls) as batch:
+        print(batch.port, flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            sys.exit(0)

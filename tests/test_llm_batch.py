@@ -4,6 +4,7 @@ kill -9 of the driver and resume, books at half price, the same cache and layout
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -165,3 +166,14 @@ def test_kill_9_of_the_driver_then_resume_submits_nothing_twice(window, tmp_path
     assert summary["annotated"] == 15 and summary["failed"] == 0 and summary["calls"] == 15
     runs = json.loads((out / "manifest.json").read_text())["runs"]
     assert [r["status"] for r in runs] == ["killed", "complete"] and runs[1]["cost_usd"] > 0
+
+
+def test_videos_with_the_same_content_share_one_request(taxonomy, videos, tmp_path) -> None:
+    twin = dataclasses.replace(videos[0], video_id="twin-of-" + videos[0].video_id)
+    with BatchServer() as server:
+        config = _config()
+        summary = asyncio.run(run([videos[0], twin, videos[1]], taxonomy, config.backend("openai", "m", server.base_url),
+                                  config, tmp_path))
+        assert server.counts["requests"] == 2 and summary.calls == 2  # one custom id per distinct request
+    assert summary.annotated == 3 and set(read_annotations(tmp_path)["video_id"]) == {videos[0].video_id, twin.video_id,
+                                                                                     videos[1].video_id}

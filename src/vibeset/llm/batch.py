@@ -104,6 +104,7 @@ class _Driver:
         self.config = job.config
         self.limit = self.config.max_retries + 1
         self.pending: dict[str, _Video] = {}
+        self.holders: dict[str, list[str]] = {}
 
     # -- requests --------------------------------------------------------------------------------
     async def prepare(self, videos: list[Video]) -> None:
@@ -120,6 +121,8 @@ class _Driver:
                     self.sink.summary.cache_hits += 1
                     item.answers[key] = replayed
             self.pending[video.video_id] = item
+            for key in item.keys:  # videos with the same content share a request
+                self.holders.setdefault(key, []).append(video.video_id)
         self.settle()
 
     def settle(self) -> None:
@@ -135,9 +138,11 @@ class _Driver:
             del self.pending[video_id]
 
     def _wanted(self) -> list[tuple[str, _Video]]:
+        """Requests to submit: unanswered, in no open batch, attempts left; each once (a custom id is unique)."""
         flying = self.state.in_flight()
-        return [(key, item) for item in self.pending.values() for key in item.keys
-                if key not in item.answers and key not in flying and self.state.attempts.get(key, 0) < self.limit]
+        wanted = {key: item for item in self.pending.values() for key in item.keys
+                  if key not in item.answers and key not in flying and self.state.attempts.get(key, 0) < self.limit}
+        return list(wanted.items())
 
     # -- submitting ------------------------------------------------------------------------------
     async def submit(self) -> None:
@@ -207,7 +212,7 @@ class _Driver:
         for result in results:
             if result.key in batch["keys"] and result.key not in seen:
                 seen.add(result.key)
-                self._take(result, batch["keys"][result.key])
+                self._take(result)
         why = f"batch {batch['id']} ended {status.provider_state or status.state}"
         if malformed:  # the provider ran (and bills) them, but their tokens cannot be read
             self.caller.charge(0, 0, calls=malformed)
@@ -219,20 +224,23 @@ class _Driver:
         self.state.save()
         self.settle()
 
-    def _take(self, result: Result, video_id: str) -> None:
-        item = self.pending.get(video_id)
-        if item is None or result.key in item.answers or result.key not in item.keys:
+    def _take(self, result: Result) -> None:
+        """Book one result and give its answer to every pending video holding its request."""
+        items = [self.pending[v] for v in self.holders.get(result.key, []) if v in self.pending]
+        items = [item for item in items if result.key not in item.answers]
+        if not items:
             return
         replayed = self.job.replay(self.cache.get(result.key))
         if replayed is not None:  # collected before a kill: already cached and booked
-            item.answers[result.key] = replayed
+            for item in items:
+                item.answers[result.key] = replayed
             return
         completion = result.completion
         if completion is None:
             self.caller.charge(0, 0, calls=int(result.ran))
             self.state.miss(result.key, result.error or failure("batch_error", "no answer"))
             return
-        estimate = self.job.tokens(item.request)
+        estimate = self.job.tokens(items[0].request)
         self.caller.charge(estimate[0] if completion.input_tokens is None else completion.input_tokens,
                            estimate[1] if completion.output_tokens is None else completion.output_tokens, calls=1)
         answered = self.job.answer(completion)
@@ -241,7 +249,8 @@ class _Driver:
             return
         sampled, keep = answered
         self.cache.put(result.key, keep)
-        item.answers[result.key] = sampled
+        for item in items:
+            item.answers[result.key] = sampled
 
     # -- the loop --------------------------------------------------------------------------------
     async def run(self, videos: list[Video]) -> None:
