@@ -265,3 +265,19 @@ def test_gemini_backend_over_http_with_frames(videos, taxonomy, server, tmp_path
     assert len(read_annotations(tmp_path / "out")) == 4 * len(taxonomy)
     for path in (tmp_path / "out").rglob("*"):
         assert path.is_dir() or SECRET.encode() not in path.read_bytes()
+
+
+def test_the_shared_progress_bar_takes_totals_and_details(monkeypatch) -> None:
+    """The one progress protocol, as annotate drives it (total known later, a detail line) and as before."""
+    from vibeset import progress
+
+    monkeypatch.setenv("VIBESET_PROGRESS", "1")
+    with progress.progress_bar(None, "annotate", detail=True) as advance:
+        advance(0, total=3, detail="0.0 videos/s  0 tok  -")
+        advance(3, detail="9.9 videos/s  1,234 tok  $0.0100")
+    with progress.progress_bar(2, "encoding") as advance:
+        advance(1)
+        advance(1)
+    monkeypatch.setenv("VIBESET_PROGRESS", "0")
+    with progress.progress_bar(5, "quiet", detail=True) as advance:
+        advance(5, total=5, detail="ignored")
