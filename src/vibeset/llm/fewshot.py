@@ -97,7 +97,10 @@ class FewShot:
 
 
 def workspace_few_shot(workspace: Any, k: int) -> FewShot | None:
-    """The workspace's few-shot selector over golden dev (None for k = 0 or a workspace without judgements)."""
+    """The workspace's few-shot selector over golden dev (None for k = 0 or a workspace without judgements).
+
+    Of the test split only its video ids are read, to refuse them; no test label is looked at.
+    """
     if k <= 0 or not workspace.config.judgements:
         return None
     from ..encoder import workspace_encoder
