@@ -13,6 +13,7 @@ in ``usage.jsonl`` as calls happen, so a killed run's calls, tokens and cost are
 from __future__ import annotations
 
 import asyncio
+import gc
 import secrets
 import time
 from dataclasses import asdict, dataclass
@@ -146,6 +147,7 @@ async def run(
     if prepare and todo:
         prepare(todo)  # few-shot choices for every video in one encoder pass
     tick()
+    gc.freeze()  # what exists now lives through the run: the cyclic GC scanned it for ~0.6 ms a call
     try:
         if client is not None:
             await run_batches(client, job, todo, sink, cache, caller, Path(out_dir))
@@ -156,7 +158,9 @@ async def run(
         summary.status = "interrupted" if isinstance(err, (asyncio.CancelledError, KeyboardInterrupt)) else "failed"
         raise
     finally:
+        gc.unfreeze()
         sink.flush()
+        store.drain()  # the parts are on disk before the manifest says so
         summary.elapsed_s = time.time() - summary.started
         store.record_run({**summary.to_dict(), **lineage})
         store.close()

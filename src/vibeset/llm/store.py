@@ -24,6 +24,7 @@ import os
 import queue
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -31,7 +32,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..annotation import SCHEMA, annotations_frame
+from ..annotation import SCHEMA
 from ..errors import ConfigError, DataError
 from ..files import atomic_write_table, atomic_write_text
 
@@ -77,6 +78,8 @@ class RunStore:
         self.manifest["job"] = dict(job)
         self.manifest.setdefault("runs", [])
         self._journal: Journal | None = None
+        self._writer: ThreadPoolExecutor | None = None
+        self._writes: list[Future[Path]] = []
 
     def _read_manifest(self) -> dict[str, Any]:
         path = self.out_dir / MANIFEST
@@ -92,17 +95,27 @@ class RunStore:
         return directory / f"part-{self.run_id}-{self._seq:05d}.parquet"
 
     def append(self, rows: list[Mapping[str, Any]]) -> None:
+        """Write rows (whole videos, every ``PART_SCHEMA`` column) as the next part, in the background."""
         if rows:
-            frame = annotations_frame(rows)
-            for name in CONFIDENCE_COLUMNS:
-                frame[name] = pd.Series([row.get(name) for row in rows], dtype="float32")
-            table = pa.Table.from_pandas(frame, schema=PART_SCHEMA, preserve_index=False)
-            atomic_write_table(table, self._next(self.out_dir), fsync=True)
+            self._write(pa.Table.from_pylist(list(rows), schema=PART_SCHEMA), self._next(self.out_dir))
 
     def append_failures(self, rows: list[Mapping[str, Any]]) -> None:
         if rows:
             table = pa.Table.from_pylist([dict(row) for row in rows], schema=FAILURE_SCHEMA)
-            atomic_write_table(table, self._next(self.failures_dir), fsync=True)
+            self._write(table, self._next(self.failures_dir))
+
+    def _write(self, table: pa.Table, path: Path) -> None:
+        """Parts are written (temp file, fsync, rename) by one writer thread, in order, so an fsync
+        stalled by a busy disk never stalls the calls in flight; ``drain`` waits for them."""
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vibeset-parts")
+        self._writes.append(self._writer.submit(atomic_write_table, table, path, fsync=True))
+
+    def drain(self) -> None:
+        """Wait until every part handed over is written (and raise what a write raised)."""
+        writes, self._writes = self._writes, []
+        for write in writes:
+            write.result()
 
     def record_run(self, run: Mapping[str, Any]) -> None:
         """Insert or replace this run's entry in the manifest (atomically)."""
@@ -120,6 +133,10 @@ class RunStore:
         self._journal.append((json.dumps({"run_id": self.run_id, **entry}) + "\n").encode())
 
     def close(self) -> None:
+        self.drain()
+        if self._writer is not None:
+            self._writer.shutdown()
+            self._writer = None
         if self._journal is not None:
             self._journal.close()
             self._journal = None
