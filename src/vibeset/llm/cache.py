@@ -113,6 +113,16 @@ class ResponseCache:
             self._pending[key] = row
         self._queue.put(row)
 
+    def known(self, keys: list[str]) -> set[str]:
+        """Which of ``keys`` have an answer: one query per 500, so a run looks up only keys it will find."""
+        with self._lock:
+            found = {key for key in keys if key in self._pending}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(row[0] for row in self._db.execute(f"SELECT key FROM responses WHERE key IN ({marks})", chunk))
+        return found
+
     def __contains__(self, key: str) -> bool:
         with self._lock:
             if key in self._pending:
