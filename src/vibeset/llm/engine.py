@@ -131,10 +131,7 @@ async def run(
         prompt_version=job.prompt.version, taxonomy_version=taxonomy.version,
         cost_usd=0.0 if job.price else None, mode=config.mode,
     )
-    unique = _unique(videos)
-    done = annotated_ids(out_dir)
-    todo = [video for video in unique if video.video_id not in done]
-    summary.total, summary.skipped = len(unique), len(unique) - len(todo)
+    todo = _todo(videos, out_dir, summary)
     lineage = {"endpoint": job.endpoint}
     store.record_run({**summary.to_dict(), **lineage})
 
@@ -167,10 +164,23 @@ async def run(
         store.drain()  # the parts are on disk before the manifest says so
         summary.elapsed_s = time.time() - summary.started
         store.record_run({**summary.to_dict(), **lineage})
-        store.close()
-        cache.close()
-        await backend.aclose()
+        await _close(store, cache, backend)
     return summary
+
+
+def _todo(videos: Sequence[Video], out_dir: str | Path, summary: RunSummary) -> list[Video]:
+    """The videos not yet annotated in ``out_dir``, each once; counts them into ``summary``."""
+    unique = _unique(videos)
+    done = annotated_ids(out_dir)
+    todo = [video for video in unique if video.video_id not in done]
+    summary.total, summary.skipped = len(unique), len(unique) - len(todo)
+    return todo
+
+
+async def _close(store: RunStore, cache: ResponseCache, backend: Backend) -> None:
+    store.close()
+    cache.close()
+    await backend.aclose()
 
 
 async def _online(job: Job, todo: list[Video], sink: Sink, cache: ResponseCache, caller: Caller) -> None:
