@@ -1,27 +1,44 @@
 """Run-engine throughput against the local test server (100 ms per call, concurrency 64).
 
-Prints achieved calls/s as a fraction of the Little's-law bound (concurrency / latency, with
-the latency of one call measured in the same run as the baseline), engine CPU time per call,
-and the cache-hit path in videos/s.
+For each configuration (``logprobs`` off: the engine's own overhead; on: the default, whose
+answers carry ~1,300 token logprobs each), ``--repeats`` times: the latency of one call made
+alone through a warm client (the baseline, measured in the same run), the Little's-law bound
+(concurrency / that latency), the calls/s achieved over ``--videos`` videos and the engine's CPU
+per call. Prints each run, the medians, the load average, the same requests sent by a bare
+aiohttp client (the floor any engine on this client pays), and what the per-call CPU is spent
+on (each step timed alone on a real answer: decode, parse, logprobs, cache, rows, journal; the
+rest is the HTTP client and the event loop).
 
-    .venv/bin/python bench/llm_engine.py [--videos 1280] [--delay 0.1] [--concurrency 64]
+    .venv/bin/python bench/llm_engine.py [--videos 1280] [--delay 0.1] [--concurrency 64] [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import asyncio
+import json
+import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, Callable
+
+import aiohttp
 
 from vibeset.llm import LLMConfig, Prompt, run
+from vibeset.llm.cache import ResponseCache
+from vibeset.llm.confidence import label_probabilities
+from vibeset.llm.job import Job, _rows
+from vibeset.llm.openai_backend import completion_of
+from vibeset.llm.store import RunStore
 from vibeset.workspace import load_workspace
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+from llm_server import LLMServer, chat_reply  # noqa: E402  (the test server's own answer, for the breakdown)
 
 
 async def _call_latency(backend, taxonomy, video, calls: int = 10) -> float:
@@ -41,11 +58,87 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _once(ws, videos, base_url: str, config: LLMConfig, server_pid: int, tmp: Path) -> dict[str, float]:
+    latency = asyncio.run(_call_latency(config.backend("openai", "bench", base_url), ws.taxonomy, videos[0]))
+    cpu, wall, server_cpu = time.process_time(), time.perf_counter(), _cpu_seconds(server_pid)
+    summary = asyncio.run(run(videos, ws.taxonomy, config.backend("openai", "bench", base_url), config, tmp))
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    assert summary.annotated == len(videos) and summary.calls == len(videos), summary
+    rate = summary.calls / wall
+    return {"latency_ms": latency * 1000, "bound": config.concurrency / latency, "rate": rate,
+            "ratio": rate * latency / config.concurrency, "cpu_ms": cpu / summary.calls * 1000,
+            "server_cpu_ms": (_cpu_seconds(server_pid) - server_cpu) / summary.calls * 1000}
+
+
+async def _floor_calls(base_url: str, bodies: list[bytes], concurrency: int) -> None:
+    """The same requests through a bare aiohttp session: no engine at all."""
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        queue = iter(bodies)
+
+        async def worker() -> None:
+            for body in queue:
+                async with session.post(f"{base_url}/chat/completions", data=body,
+                                        headers={"Content-Type": "application/json"}) as response:
+                    json.loads(await response.read())
+
+        await asyncio.gather(*[worker() for _ in range(concurrency)])
+
+
+def floor(ws, videos, base_url: str, config: LLMConfig) -> dict[str, float]:
+    """What the HTTP client alone reaches against the same server, in the same run."""
+    backend = config.backend("openai", "bench", base_url)
+    prompt = Prompt(ws.taxonomy)
+    bodies = [backend.encoded(prompt.render(video)) for video in videos]
+    latency = asyncio.run(_call_latency(config.backend("openai", "bench", base_url), ws.taxonomy, videos[0]))
+    cpu, wall = time.process_time(), time.perf_counter()
+    asyncio.run(_floor_calls(base_url, bodies, config.concurrency))
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    rate = len(bodies) / wall
+    return {"ratio": rate * latency / config.concurrency, "rate": rate, "cpu_ms": cpu / len(bodies) * 1000}
+
+
+def _timed(step: Callable[[], Any], n: int = 200) -> float:
+    started = time.process_time()
+    for _ in range(n):
+        step()
+    return (time.process_time() - started) / n * 1000
+
+
+def breakdown(ws, video, logprobs: bool, tmp: Path) -> dict[str, float]:
+    """CPU ms of each per-call step, timed alone on one real answer of the test server."""
+    config = LLMConfig(logprobs=logprobs)
+    backend = config.backend("openai", "bench", "http://127.0.0.1:9/v1")
+    job = Job(ws.taxonomy, backend, config, None)
+    request = job.prompt.render(video)
+    _, _, raw = chat_reply(LLMServer(), backend.body(request))
+    completion = completion_of(raw)
+    cache, store = ResponseCache(tmp / "c.sqlite"), RunStore(tmp / "out", job.job(), "bench")
+    answered = job.answer(completion)
+    sampled, keep = answered
+    keys = iter(range(10**9))
+    steps = {
+        "render + cache key": lambda: job.keys(video, job.prompt.render(video)),
+        "request body JSON": lambda: backend.encoded(request),
+        "response JSON decode": lambda: completion_of(raw),
+        "answer parse": lambda: job.parse(completion),
+        "label logprobs": lambda: label_probabilities(completion.text, completion.logprobs, job.names),
+        "cache put": lambda: cache.put(f"k{next(keys)}", keep),
+        "rows": lambda: _rows(video, [sampled], job, "bench"),
+        "journal (2 lines)": lambda: (store.journal({"calls": 1}), store.journal({"input_tokens": 1, "output_tokens": 1})),
+    }
+    times = {name: _timed(step) for name, step in steps.items()}
+    times["response bytes"] = len(raw) / 1000  # kB, not ms
+    cache.close()
+    store.close()
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", type=int, default=1280)
     parser.add_argument("--delay", type=float, default=0.1)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
     ws = load_workspace(REPO)
@@ -53,39 +146,43 @@ def main() -> None:
     server = subprocess.Popen(
         [sys.executable, str(REPO / "tests" / "llm_server.py"), "--delay", str(args.delay)], stdout=subprocess.PIPE, text=True
     )
+    results: dict[bool, list[dict[str, float]]] = {False: [], True: []}
+    floors: list[dict[str, float]] = []
+    loads = []
     try:
         base_url = f"http://127.0.0.1:{server.stdout.readline().strip()}/v1"
-        config = LLMConfig(concurrency=args.concurrency, flush_every=256)
         with tempfile.TemporaryDirectory() as tmp:
-            cache = Path(tmp) / "cache.sqlite"
-            config = config.model_copy(update={"cache": cache})
-
-            # baseline: the latency of one call made alone, through the same warm client
-            latency = asyncio.run(_call_latency(config.backend("openai", "bench", base_url), ws.taxonomy, videos[0]))
-            bound = args.concurrency / latency
-
-            cpu, wall, server_cpu = time.process_time(), time.perf_counter(), _cpu_seconds(server.pid)
-            summary = asyncio.run(run(videos, ws.taxonomy, config.backend("openai", "bench", base_url), config, Path(tmp) / "a"))
-            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-            server_cpu = _cpu_seconds(server.pid) - server_cpu
-            rate = summary.calls / wall
-
-            hit_wall = time.perf_counter()
-            hits = asyncio.run(run(videos, ws.taxonomy, config.backend("openai", "bench", base_url), config, Path(tmp) / "b"))
-            hit_wall = time.perf_counter() - hit_wall
+            for repeat in range(args.repeats):
+                for logprobs in (False, True):
+                    config = LLMConfig(concurrency=args.concurrency, flush_every=256, logprobs=logprobs,
+                                       cache=Path(tmp) / f"cache-{repeat}-{logprobs}.sqlite")
+                    results[logprobs].append(_once(ws, videos, base_url, config, server.pid, Path(tmp) / f"{repeat}-{logprobs}"))
+                    loads.append(os.getloadavg()[0])
+                floors.append(floor(ws, videos, base_url, LLMConfig(concurrency=args.concurrency, logprobs=False)))
+            parts = {logprobs: breakdown(ws, videos[0], logprobs, Path(tmp) / f"b-{logprobs}") for logprobs in (False, True)}
     finally:
         server.terminate()
         server.wait()
 
-    assert summary.annotated == len(videos) and hits.cache_hits == len(videos) and hits.calls == 0
-    print(f"videos: {len(videos)}, server latency {args.delay * 1000:.0f} ms, concurrency {args.concurrency}")
-    print(f"one call alone, warm client (baseline): {latency * 1000:.1f} ms")
-    print(f"Little's-law bound: {bound:.0f} calls/s (ideal {args.concurrency / args.delay:.0f} at exactly {args.delay * 1000:.0f} ms)")
-    print(f"achieved: {rate:.0f} calls/s -> {rate / bound:.3f} of the bound ({rate / (args.concurrency / args.delay):.3f} of ideal)")
-    print(f"engine CPU per call: {cpu / summary.calls * 1000:.2f} ms (client, parse, cache, Parquet; server in another process)")
-    print(f"test server CPU per call: {server_cpu / summary.calls * 1000:.2f} ms; machine: {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f}")
-    print(f"cache-hit path: {len(videos) / hit_wall:.0f} videos/s ({hit_wall:.2f} s for {len(videos)})")
+    print(f"videos: {len(videos)}, server latency {args.delay * 1000:.0f} ms, concurrency {args.concurrency}, "
+          f"{args.repeats} runs each; machine: {os.cpu_count()} CPUs, load average {min(loads):.1f}-{max(loads):.1f} "
+          f"(1 min, during the runs)")
+    for logprobs, runs in results.items():
+        name = "logprobs on (default)" if logprobs else "logprobs off"
+        for r in runs:
+            print(f"  {name}: one call alone {r['latency_ms']:.1f} ms -> bound {r['bound']:.0f} calls/s; achieved "
+                  f"{r['rate']:.0f} calls/s = {r['ratio']:.3f} of the bound; engine CPU {r['cpu_ms']:.2f} ms/call, "
+                  f"test server CPU {r['server_cpu_ms']:.2f} ms/call")
+        median = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+        print(f"{name}: median {median['ratio']:.3f} of the Little's-law bound ({median['rate']:.0f} of "
+              f"{median['bound']:.0f} calls/s), engine CPU {median['cpu_ms']:.2f} ms/call")
+    median = {key: statistics.median(f[key] for f in floors) for key in floors[0]}
+    print(f"bare aiohttp client, same requests and server (logprobs off): median {median['ratio']:.3f} of the bound "
+          f"({median['rate']:.0f} calls/s), CPU {median['cpu_ms']:.2f} ms/call")
+    for logprobs, times in parts.items():
+        size = times.pop("response bytes")
+        shown = ", ".join(f"{name} {ms:.3f}" for name, ms in sorted(times.items(), key=lambda kv: -kv[1]))
+        print(f"per-call CPU steps, ms ({'logprobs on' if logprobs else 'logprobs off'}, answer {size:.0f} kB): {shown}")
 
 
 if __name__ == "__main__":

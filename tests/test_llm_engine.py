@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
 import time
 from fractions import Fraction
@@ -139,6 +140,36 @@ def test_secrets_never_reach_artifacts_cache_or_logs(videos, taxonomy, server, t
     assert SECRET not in caplog.text and SECRET not in repr(summary)
 
 
+def test_a_key_the_provider_echoes_is_redacted_from_every_stored_error(videos, taxonomy, server, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("VIBESET_LLM_API_KEY", SECRET)
+    server.on_title(videos[0].title, "echokey")
+    server.on_title(videos[1].title, "echomask")
+    summary = _run(videos[:3], taxonomy, server, tmp_path)
+    assert summary.failed == 2 and summary.annotated == 1
+    failures = read_failures(tmp_path)
+    assert set(failures["kind"]) == {"bad_request"}
+    for text in [*failures["message"], *failures["raw"]]:
+        assert "Incorrect API key provided: [redacted key]" in text, text
+        assert SECRET not in text and SECRET[:8] + "*" * 8 + SECRET[-4:] not in text
+    for path in tmp_path.rglob("*"):
+        assert path.is_dir() or b"SECRET-0123" not in path.read_bytes(), path
+
+
+def test_the_endpoint_is_not_part_of_the_cache_key_or_the_job(videos, taxonomy, tmp_path) -> None:
+    shared = _config(cache=tmp_path / "cache.sqlite")
+    with LLMServer() as first:
+        _run(videos[:6], taxonomy, first, tmp_path / "a", shared)
+        assert first.calls == 6
+    with LLMServer() as moved:  # the same model served on another port
+        assert moved.port != first.port
+        resumed = _run(videos[:8], taxonomy, moved, tmp_path / "a", shared)  # the same job: resumed, not refused
+        assert resumed.skipped == 6 and resumed.annotated == 2 and moved.calls == 2
+        fresh = _run(videos[:8], taxonomy, moved, tmp_path / "b", shared)
+        assert fresh.cache_hits == 8 and fresh.calls == 0 and moved.calls == 2
+    entries = json.loads((tmp_path / "a" / "manifest.json").read_text())["runs"]
+    assert [entry["endpoint"] for entry in entries] == [first.base_url, moved.base_url]  # lineage keeps where
+
+
 def test_self_consistency_votes(videos, taxonomy, server, tmp_path) -> None:
     server.on_title(videos[0].title, "ok", "flip", "ok")
     summary = _run(videos[:1], taxonomy, server, tmp_path, _config(samples=3, temperature=0.7))
@@ -234,3 +265,19 @@ def test_gemini_backend_over_http_with_frames(videos, taxonomy, server, tmp_path
     assert len(read_annotations(tmp_path / "out")) == 4 * len(taxonomy)
     for path in (tmp_path / "out").rglob("*"):
         assert path.is_dir() or SECRET.encode() not in path.read_bytes()
+
+
+def test_the_shared_progress_bar_takes_totals_and_details(monkeypatch) -> None:
+    """The one progress protocol, as annotate drives it (total known later, a detail line) and as before."""
+    from vibeset import progress
+
+    monkeypatch.setenv("VIBESET_PROGRESS", "1")
+    with progress.progress_bar(None, "annotate", detail=True) as advance:
+        advance(0, total=3, detail="0.0 videos/s  0 tok  -")
+        advance(3, detail="9.9 videos/s  1,234 tok  $0.0100")
+    with progress.progress_bar(2, "encoding") as advance:
+        advance(1)
+        advance(1)
+    monkeypatch.setenv("VIBESET_PROGRESS", "0")
+    with progress.progress_bar(5, "quiet", detail=True) as advance:
+        advance(5, total=5, detail="ignored")

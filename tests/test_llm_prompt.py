@@ -64,7 +64,10 @@ def test_version_is_a_hash_of_template_taxonomy_and_examples(taxonomy, tmp_path)
     assert Prompt(edited).version != base.version
     example = Example(Video("9", "Se7en", "Two detectives hunt a killer."), {"dark": True, "funny": False})
     with_example = Prompt(taxonomy, examples=[example])
-    assert with_example.version != base.version and "Se7en" in with_example.system
+    assert with_example.version != base.version and with_example.system == base.system  # examples go with the video
+    rendered = with_example.render(Video("1", "Toy Story (1995)", "Toys come alive."))
+    assert rendered.user.index("Se7en") < rendered.user.index("Toy Story") and '{"dark": true, "funny": false}' in rendered.user
+    assert Prompt(taxonomy, domain="films").version != base.version and "expert annotator of films" in Prompt(taxonomy, domain="films").system
     (tmp_path / "mine.system.j2").write_text("Label: {% for a in attributes %}{{ a.name }} {% endfor %}")
     (tmp_path / "mine.user.j2").write_text("<video_data>{{ data }}</video_data>")
     custom = Prompt(taxonomy, PromptTemplate.load(tmp_path / "mine.system.j2"))

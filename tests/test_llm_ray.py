@@ -88,7 +88,7 @@ def test_ray_and_local_engines_agree_on_labels_failures_counts_and_cost(local_ra
         assert b.calls + c.calls == a.calls == remote.calls
         assert b.calls_by_title[videos[0].title] + c.calls_by_title[videos[0].title] == 2  # 429 then ok
 
-    assert _layout(tmp_path / "ray") == _layout(tmp_path / "local") == {"part", "failures", "manifest.json", "cache.sqlite"}
+    assert _layout(tmp_path / "ray") == _layout(tmp_path / "local") == {"part", "failures", "manifest.json", "cache.sqlite", "usage.jsonl"}
     pd.testing.assert_frame_equal(_labels(tmp_path / "ray"), _labels(tmp_path / "local"))
     labels = read_annotations(tmp_path / "ray")
     failures = read_failures(tmp_path / "ray")
@@ -105,7 +105,7 @@ def test_ray_and_local_engines_agree_on_labels_failures_counts_and_cost(local_ra
     entry = manifest["runs"][-1]
     assert entry["status"] == "complete" and entry["engine"] == "ray" and entry["endpoints"] == 2
     assert entry["annotated"] == 29 and entry["failed"] == 1 and entry["cost_usd"] == pytest.approx(local.cost_usd)
-    assert manifest["job"]["base_url"] == sorted(backend.base_url for backend in backends)
+    assert entry["endpoint"] == sorted(backend.base_url for backend in backends) and "base_url" not in manifest["job"]
     assert set(labels["run_id"]) == {remote.run_id}
 
 
@@ -205,5 +205,8 @@ def test_kill_9_of_a_ray_run_then_resume_loses_nothing_and_pays_nothing_twice(tm
     paid_twice = [title for title, count in answered.items() if count > 1]
     assert len(paid_twice) <= 2 * 3  # at most the calls in flight at the kill (2 actors x concurrency 3)
     manifest = json.loads((out / "manifest.json").read_text())
-    assert [r["status"] for r in manifest["runs"]] == ["running", "complete"]
+    assert [r["status"] for r in manifest["runs"]] == ["killed", "complete"]
+    killed = manifest["runs"][0]  # its books settled from the shards' journal lines
+    assert calls_before <= killed["calls"] <= calls_before + 2 * 3  # journaled as sent: at most those in flight more
+    assert killed["annotated"] == len(set(done_before)) and killed["cost_usd"] is None  # no price for m here
     assert manifest["runs"][1]["engine"] == "ray" and manifest["runs"][1]["annotated"] == 40 - summary["skipped"]

@@ -220,12 +220,13 @@ def _golden_videos(ctx: Context) -> list:
     return list(ctx.workspace.catalog.subset(sorted(set(golden.pairs["video_id"]) & set(ctx.workspace.catalog.ids))))
 
 
-def _llm(ctx: Context, spec: str) -> tuple[Any, Any]:
+def _llm(ctx: Context, spec: str) -> tuple[Any, Any, Any]:
     from .llm.config import LLMConfig
+    from .llm.fewshot import workspace_prompt
 
     _, backend, model = spec.split(":", 2)
     config = LLMConfig.from_table(dict(ctx.workspace.config.llm), f"{ctx.workspace.config_file} [llm]")
-    return config.backend(backend, model), config
+    return config.backend(backend, model), config, workspace_prompt(ctx.workspace, ctx.taxonomy(), config)
 
 
 def _evidence_teacher(ctx: Context) -> str:
@@ -258,9 +259,10 @@ def _teacher(ctx: Context) -> str:
         videos = list(ctx.workspace.catalog)
         write_zero_shot_labels(annotator, videos, taxonomy, out, ctx.stamp(), replace=True)
         return f"zero-shot {annotator.version} labelled {len(videos):,} videos with taxonomy {taxonomy.version}"
-    backend, config = _llm(ctx, spec)
+    backend, config, prompt = _llm(ctx, spec)
     videos = _golden_videos(ctx)
-    summary = write_llm_labels(taxonomy, backend.model, out, ctx.stamp(), local_engine(videos, taxonomy, backend, config))
+    summary = write_llm_labels(taxonomy, backend.model, out, ctx.stamp(),
+                               local_engine(videos, taxonomy, backend, config, prompt=prompt))
     return f"{spec}: {summary.annotated:,} golden videos annotated, {summary.failed} failed, cost {fmt(summary.cost_usd)}"
 
 
@@ -270,8 +272,9 @@ def _silver(ctx: Context) -> str:
     sample = sample_catalog(ws, ctx.config.silver_sample, seed=ctx.config.seed, exclude=test)
     fill = None
     if spec.startswith("llm:"):
-        backend, config = _llm(ctx, spec)
-        fill = lambda videos, directory, run_id: local_engine(videos, taxonomy, backend, config)(directory, run_id)  # noqa: E731
+        backend, config, prompt = _llm(ctx, spec)
+        fill = lambda videos, directory, run_id: local_engine(videos, taxonomy, backend, config, prompt=prompt)(  # noqa: E731
+            directory, run_id)
     stamp = ctx.stamp()
     stamp.meta = {"teacher": spec}
     summary = build_silver(ws, sample, taxonomy, ctx.inputs["teacher"], ctx.artifacts.get("silver", teacher_slug(spec)),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -27,17 +27,27 @@ def status(description: str) -> Iterator[Callable[[str], None]]:
 
 
 @contextmanager
-def progress_bar(total: int | None, description: str) -> Iterator[Callable[[int], None]]:
-    """Yield an ``advance(n)`` callback that drives a rich bar (a no-op when disabled).
+def progress_bar(total: int | None, description: str, *, detail: bool = False) -> Iterator[Callable[..., None]]:
+    """Yield an ``advance(n=1, *, total=None, detail=None)`` callback that drives a rich bar
+    (a no-op when disabled).
 
     ``total`` None means the amount of work is not known up front: the bar counts and shows
-    the elapsed time instead of an ETA.
+    the elapsed time instead of an ETA; ``advance(0, total=N)`` sets it later. With ``detail``
+    the bar ends in a line of text the caller updates (rate, tokens, cost, retries, failures).
     """
     if not enabled() or total == 0:
-        yield lambda n: None
+        yield lambda *args, **kwargs: None
         return
     clock = TimeElapsedColumn() if total is None else TimeRemainingColumn()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), clock)
+    columns += (TextColumn("{task.fields[detail]}"),) if detail else ()
     with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
-        task = progress.add_task(description, total=total)
-        yield lambda n: progress.advance(task, n)
+        task = progress.add_task(description, total=total, detail="")
+
+        def advance(n: int = 1, *, total: int | None = None, detail: str | None = None) -> None:
+            changes: dict[str, Any] = {"total": total} if total is not None else {}
+            if detail is not None:
+                changes["detail"] = detail
+            progress.update(task, advance=n, **changes)
+
+        yield advance

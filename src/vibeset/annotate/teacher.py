@@ -96,11 +96,12 @@ def write_llm_labels(
 
 
 def local_engine(videos: Sequence[Video], taxonomy: Taxonomy, backend: Any, config: Any,
-                 progress: Callable[[Any], None] | None = None) -> Callable[[Path, str], Any]:
-    """``execute`` for ``write_llm_labels``: the run engine in this process."""
+                 progress: Callable[[Any], None] | None = None, prompt: Any = None) -> Callable[[Path, str], Any]:
+    """``execute`` for ``write_llm_labels``: the run engine in this process (``prompt``: e.g. with few-shot examples)."""
     from ..llm.engine import run
 
     def execute(directory: Path, run_id: str) -> Any:
-        return asyncio.run(run(videos, taxonomy, backend, config, directory, run_id=run_id, progress=progress))
+        return asyncio.run(run(videos, taxonomy, backend, config, directory, run_id=run_id, progress=progress,
+                               prompt=prompt))
 
     return execute

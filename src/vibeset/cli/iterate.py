@@ -139,6 +139,7 @@ def iterate_evaluate(
         videos = _videos(ws, golden)
         labels = annotators.labels(ws, spec, videos, dev)
         report = analysis.error_analysis(golden, labels.frame, {v.video_id: v for v in videos}, n_boot=bootstrap)
+        report["confidence"] = _confidence(spec, golden, dev, bootstrap)
         report["header"] = {
             "run_id": run.run_id, "annotator": spec, "annotator_version": labels.version, "model": labels.model,
             "taxonomy_version": labels.taxonomy_version, "golden_version": golden.version, "split": _split(final),
@@ -147,11 +148,11 @@ def iterate_evaluate(
         artifact = artifacts_of(ws).get("analysis", run.run_id)
         paths = analysis.write_report(report, artifact, Stamp(run.run_id, stage="iterate"))
         run.lineage = registry.Lineage(labels.taxonomy_version, labels.version, labels.model, golden.version, _split(final))
-        run.metrics = {k: report[k] for k in ("micro", "macro", "per_attribute", "coverage")}
+        run.metrics = {k: report[k] for k in ("micro", "macro", "per_attribute", "coverage", "confidence")}
         run.wrote("analysis", artifact)
     if as_json:
         print_json({"run_id": run.run_id, "header": report["header"], "report": {k: str(v) for k, v in paths.items()},
-                    "micro": report["micro"], "macro": report["macro"],
+                    "micro": report["micro"], "macro": report["macro"], "confidence": report["confidence"],
                     "per_attribute": {b["attribute"]: {**b["metrics"], "confusion": b["confusion"]} for b in report["attributes"]}})
         return
     table = Table(title=f"{spec} on golden {_split(final)} ({golden.version}), worst F1 first; "
@@ -167,7 +168,30 @@ def iterate_evaluate(
         m = report[block]
         table.add_row(block.upper(), str(m["n"]), "", fmt(m["precision"]), fmt(m["recall"]), fmt(m["f1"], m["ci"]["f1"]))
     stdout.print(table)
+    _print_confidence(report["confidence"], _split(final))
     console.print(f"run {run.run_id}: report {paths['markdown']}")
+
+
+def _confidence(spec: str, golden, dev, bootstrap: int) -> dict:
+    """Each kind of confidence an LLM run kept (self-report, logprob), side by side; {} for other annotators."""
+    if not spec.startswith("annotations:"):
+        return {}
+    from ..llm.store import read_confidences
+
+    confidences = read_confidences(spec.split(":", 1)[1])
+    return analysis.confidence_kinds(golden, dev, confidences, n_boot=min(bootstrap, 200))
+
+
+def _print_confidence(kinds: dict, split: str) -> None:
+    if not kinds:
+        return
+    table = Table(title=f"confidence on golden {split}: ROC-AUC of each kind; Brier before / after Platt fitted on dev")
+    for column in ("kind", "pairs", "coverage", "micro AUC [95% CI]", "macro AUC", "Brier", "Brier calibrated"):
+        table.add_column(column, justify="left" if column == "kind" else "right")
+    for kind, k in kinds.items():
+        table.add_row(k["description"], str(k["pairs"]), fmt(k["coverage"], digits=2), fmt(k["micro_auc"], k["micro_auc_ci"]),
+                      fmt(k["macro_auc"]), fmt(k["brier"]), fmt(k["brier_calibrated"]))
+    stdout.print(table)
 
 
 @iterate_app.command("compare")
@@ -191,8 +215,10 @@ def iterate_compare(
     videos = _videos(ws, golden)
     side_a, side_b = annotators.labels(ws, a, videos, dev), annotators.labels(ws, b, videos, dev)
     result = compare.compare_versions(golden, side_a.frame, side_b.frame, {v.video_id: v for v in videos}, n_boot=bootstrap)
-    result["a"] = {"spec": a, "version": side_a.version, "taxonomy_version": side_a.taxonomy_version, "model": side_a.model}
-    result["b"] = {"spec": b, "version": side_b.version, "taxonomy_version": side_b.taxonomy_version, "model": side_b.model}
+    result["a"] = {"spec": a, "version": side_a.version, "taxonomy_version": side_a.taxonomy_version, "model": side_a.model,
+                   "shots": _shots(a)}
+    result["b"] = {"spec": b, "version": side_b.version, "taxonomy_version": side_b.taxonomy_version, "model": side_b.model,
+                   "shots": _shots(b)}
     result["golden"] = {"version": golden.version, "split": _split(final), "test_uses": uses_of_test_split(ws)}
     run = registry.record_run(
         ws, "compare",
@@ -205,8 +231,9 @@ def iterate_compare(
     if as_json:
         print_json(result)
         return
+    shots = {side: "" if result[side]["shots"] is None else f", {result[side]['shots']}-shot" for side in ("a", "b")}
     table = Table(title=f"B - A on golden {_split(final)} ({result['coverage']['pairs']} shared pairs); "
-                        f"A={a} ({side_a.version}), B={b} ({side_b.version})")
+                        f"A={a} ({side_a.version}{shots['a']}), B={b} ({side_b.version}{shots['b']})")
     for column in ("attribute", "n", "F1 A", "F1 B", "delta [95% CI]", "p boot", "A-only right", "B-only right", "p McNemar"):
         table.add_column(column, justify="left" if column == "attribute" else "right")
     rows = sorted(result["per_attribute"].items(), key=lambda kv: kv[1]["delta"])
@@ -227,6 +254,16 @@ def iterate_compare(
         stdout.print(f"  {flip['change']:5} {flip['attribute']:18} {flip['label_a']!s:5} -> {flip['label_b']!s:5} "
                      f"(humans {flip['human_label']!s:5}) {flip['title']} [{flip['video_id']}]", highlight=False)
     console.print(f"run {run.run_id}")
+
+
+def _shots(spec: str) -> Optional[int]:
+    """Few-shot examples per video of an LLM run's labels (annotations:DIR); None for other annotators."""
+    if not spec.startswith("annotations:"):
+        return None
+    from ..llm.store import job_of
+
+    shots = job_of(spec.split(":", 1)[1]).get("shots")
+    return None if shots is None else int(shots)
 
 
 def _llm_config(ws: Workspace, model: str, price_in: Optional[float], price_out: Optional[float]):

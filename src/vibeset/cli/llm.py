@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Any, Callable, Iterator, List, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..annotate.teacher import local_engine, teacher_slug, write_llm_labels, write_zero_shot_labels
 from ..annotators import zero_shot_for, parse_spec
 from ..artifacts import Artifact, Stamp, artifacts_of
 from ..catalog import Video, catalog_from_frame
 from ..golden import workspace_golden
-from ..llm import LLMConfig, RunSummary, estimate
+from ..llm import LLMConfig, RunSummary, estimate, read_failures
 from ..llm.distributed import ENGINES, replicas, run_on_ray
+from ..llm.fewshot import workspace_prompt
+from ..progress import progress_bar
 from ..runs import Lineage, recorded, taxonomy_in_use
 from ..tables import read_table
 from ..workspace import Workspace
@@ -67,32 +69,61 @@ def _zero_shot(ws: Workspace, videos: list[Video], out: Artifact, replace: bool,
             "elapsed_s": time.time() - started}
 
 
-def _progress() -> tuple[Progress, Callable[[RunSummary], None]]:
-    progress = Progress(
-        TextColumn("annotate"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:.1f} videos/s"),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[tokens]:,} tok  ${task.fields[cost]}  retries {task.fields[retries]}  failed {task.fields[failed]}"),
-        console=console,
+@contextmanager
+def _progress(total: int) -> Iterator[Callable[[RunSummary], None]]:
+    """The shared progress bar, fed from the engine's live ``RunSummary``."""
+    with progress_bar(total, "annotate", detail=True) as advance:
+        done = 0
+
+        def update(summary: RunSummary) -> None:
+            nonlocal done
+            worked = summary.annotated + summary.failed
+            rate = worked / summary.elapsed_s if summary.elapsed_s > 0 else 0.0
+            cost = "-" if summary.cost_usd is None else f"${summary.cost_usd:.4f}"
+            batches = f"  {summary.batches} batches" if summary.mode == "batch" else ""
+            detail = (f"{rate:.1f} videos/s  {summary.input_tokens + summary.output_tokens:,} tok  {cost}  "
+                      f"retries {summary.retries}  failed {summary.failed}{batches}")
+            advance(summary.finished - done, total=summary.total or None, detail=detail)
+            done = summary.finished
+
+        yield update
+
+
+def _print_estimate(result: dict[str, Any]) -> None:
+    def money(value: float | None) -> str:
+        if value is None:
+            return "unknown (no [llm.prices] entry for this model)"
+        return f"${value:,.2f}" if value >= 1 else f"${value:.4f}"
+
+    console.print(
+        f"{result['videos']:,} videos: {result['already_annotated']:,} already annotated, {result['cached']:,} cached; "
+        f"{result['calls']:,} calls, {result['input_tokens']:,} input + {result['output_tokens']:,} output tokens"
+        + (f" ({result['shots']} few-shot examples per video)" if result["shots"] else ""),
+        highlight=False, markup=False,
     )
-    task = progress.add_task("annotate", total=None, rate=0.0, tokens=0, cost="-", retries=0, failed=0)
+    console.print(f"cost online {money(result['cost_usd'])}, batch {money(result['batch_cost_usd'])} "
+                  f"(provider batch mode, up to 24 h; --batch)", highlight=False, markup=False)
 
-    def update(summary: RunSummary) -> None:
-        worked = summary.annotated + summary.failed
-        progress.update(
-            task,
-            total=summary.total,
-            completed=summary.finished,
-            rate=worked / summary.elapsed_s if summary.elapsed_s > 0 else 0.0,
-            tokens=summary.input_tokens + summary.output_tokens,
-            cost="-" if summary.cost_usd is None else f"{summary.cost_usd:.4f}",
-            retries=summary.retries,
-            failed=summary.failed,
+
+def _report(summary: RunSummary, out: Path, as_json: bool) -> None:
+    """Print the summary; every video failing is an error (exit 1) that says how many and why."""
+    if as_json:
+        print_json(summary.to_dict())
+    else:
+        cost = "-" if summary.cost_usd is None else f"${summary.cost_usd:.4f}"
+        batches = f", {summary.batches} provider batches" if summary.mode == "batch" else ""
+        console.print(
+            f"{summary.annotated} annotated, {summary.skipped} already done, {summary.failed} failed "
+            f"(see {out}/failures), {summary.calls} calls, {summary.cache_hits} cache hits, {summary.retries} retries"
+            f"{batches}, {summary.input_tokens + summary.output_tokens:,} tokens, cost {cost}, "
+            f"{summary.elapsed_s:.1f} s -> {out}",
+            highlight=False, markup=False,
         )
-
-    return progress, update
+    if summary.failed and not summary.annotated:
+        kinds = read_failures(out)
+        kinds = kinds[kinds["run_id"] == summary.run_id]["kind"].value_counts()
+        why = ", ".join(f"{count} {kind}" for kind, count in kinds.items())
+        fail(f"all {summary.failed} videos to annotate failed ({why}); see {out}/failures", code=1)
 
 
 @app.command()
@@ -109,7 +140,9 @@ def annotate(
     response_format: Optional[str] = typer.Option(None, "--response-format", help="json_schema (default), json_object or none."),
     samples: Optional[int] = typer.Option(None, "--samples", help="Self-consistency: answers per video."),
     frames: Optional[int] = typer.Option(None, "--frames", help="Frames sampled from each video's media file."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N videos."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N videos (N >= 1)."),
+    batch: bool = typer.Option(False, "--batch", help="Use the provider's batch API (OpenAI Batch, Gemini Batch Mode): half price, up to 24 h; re-run to resume."),
+    shots: Optional[int] = typer.Option(None, "--shots", help="Few-shot examples per video, chosen from golden dev (default: llm.shots, else 0)."),
     engine: str = typer.Option("local", "--engine", help="local (one process) or ray (actors over catalog shards)."),
     shards: Optional[int] = typer.Option(None, "--shards", help="Ray: catalog shards (default 4 per worker)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Ray: actors, each with --concurrency calls in flight (default max(2, endpoints))."),
@@ -120,7 +153,8 @@ def annotate(
     """Annotate videos with every taxonomy attribute; resumable, cached, costed.
 
     Writes OUT/part-*.parquet (annotations, readable by 'vibeset evaluate --annotator annotations:OUT'),
-    OUT/failures/ and OUT/manifest.json. API keys come only from environment variables.
+    OUT/failures/ and OUT/manifest.json. API keys come only from environment variables. Exits 1 when
+    every video to annotate failed.
     """
     ws = workspace(ws_path)
     if backend not in ("zero-shot", *ENGINE_BACKENDS):
@@ -146,46 +180,33 @@ def annotate(
         fail(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     if engine == "local" and len(base_url or []) > 1:
         fail("several --base-url need --engine ray")
-    config = _config(ws, concurrency=concurrency, response_format=response_format, samples=samples, frames=frames)
+    config = _config(ws, concurrency=concurrency, response_format=response_format, samples=samples, frames=frames,
+                     shots=shots, mode="batch" if batch else None)
+    if engine == "ray" and (config.mode == "batch" or config.shots):
+        fail("--engine ray runs online without few-shot examples; drop --batch / --shots (or use --engine local)")
     llms = replicas([config.backend(backend, model, url) for url in base_url or [None]])
     taxonomy = taxonomy_in_use(ws)
+    prompt = workspace_prompt(ws, taxonomy, config)
     if dry_run:
-        result = estimate(chosen, taxonomy, llms[0], config, target.path).to_dict()
-        if as_json:
-            print_json(result)
-        else:
-            cost = "unknown (no [llm.prices] entry for this model)" if result["cost_usd"] is None else f"${result['cost_usd']:,.2f}"
-            console.print(
-                f"{result['videos']:,} videos: {result['already_annotated']:,} already annotated, {result['cached']:,} cached; "
-                f"{result['calls']:,} calls, {result['input_tokens']:,} input + {result['output_tokens']:,} output tokens, "
-                f"cost {cost}"
-            )
+        result = estimate(chosen, taxonomy, llms[0], config, target.path, prompt=prompt).to_dict()
+        print_json(result) if as_json else _print_estimate(result)
         return
-    progress, update = _progress()
-    if engine == "ray":
-        def execute(directory: Path, run_id: str) -> RunSummary:
-            return run_on_ray(chosen, taxonomy, llms, config, directory, shards=shards, workers=workers,
-                              num_cpus=ray_cpus, run_id=run_id, progress=update)
-    else:
-        execute = local_engine(chosen, taxonomy, llms[0], config, progress=update)
     out = target.path
     try:
-        with progress, recorded(ws, "annotate", {"backend": backend, "model": model, "engine": engine,
-                                                 "videos": len(chosen), "out": str(out)}) as record:
+        with _progress(len(chosen)) as update, recorded(ws, "annotate", {
+            "backend": backend, "model": model, "engine": engine, "mode": config.mode, "shots": config.shots,
+            "videos": len(chosen), "out": str(out),
+        }) as record:
+            if engine == "ray":
+                def execute(directory: Path, run_id: str) -> RunSummary:
+                    return run_on_ray(chosen, taxonomy, llms, config, directory, shards=shards, workers=workers,
+                                      num_cpus=ray_cpus, run_id=run_id, progress=update)
+            else:
+                execute = local_engine(chosen, taxonomy, llms[0], config, progress=update, prompt=prompt)
             summary = write_llm_labels(taxonomy, llms[0].model, target, Stamp(record.run_id, stage="annotate"), execute)
             record.wrote("annotations", target)
             record.cost_usd = summary.cost_usd
             record.lineage = Lineage(taxonomy.version, summary.prompt_version, summary.model)
     except KeyboardInterrupt:
         fail(f"interrupted; finished videos are saved in {out}; re-run the same command to resume", code=130)
-    result = summary.to_dict()
-    if as_json:
-        print_json(result)
-    else:
-        cost = "-" if summary.cost_usd is None else f"${summary.cost_usd:.4f}"
-        console.print(
-            f"{summary.annotated} annotated, {summary.skipped} already done, {summary.failed} failed "
-            f"(see {out}/failures), {summary.calls} calls, {summary.cache_hits} cache hits, {summary.retries} retries, "
-            f"{summary.input_tokens + summary.output_tokens:,} tokens, cost {cost}, {summary.elapsed_s:.1f} s -> {out}",
-            highlight=False, markup=False,
-        )
+    _report(summary, out, as_json)

@@ -9,21 +9,26 @@ the first thing in the report.
 from __future__ import annotations
 
 import json
+import zlib
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 
+from ..calibration import logit, platt, sigmoid
 from ..catalog import Video
 from ..errors import DataError
 from ..evaluation import evaluate_annotator
-from ..metrics import fmt
+from ..metrics import evaluate_pairs, fmt
 from ..golden import GoldenSet
 from ..artifacts import Artifact, Stamp
 from ..runs import jsonable
 
 CONFUSION = ("tp", "fp", "fn", "tn")
+#: Kinds of confidence an LLM annotations table can carry: the score used, and where it came from.
+CONFIDENCE_KINDS = {"score": "used (logprob, else self-report)", "score_self": "self-report", "score_logprob": "logprob"}
+FOLDS = 5
 
 
 def scored_pairs(golden: GoldenSet, annotations: pd.DataFrame) -> pd.DataFrame:
@@ -43,6 +48,54 @@ def scored_pairs(golden: GoldenSet, annotations: pd.DataFrame) -> pd.DataFrame:
     # confidence in the label it gave; unknown scores sort last
     joined["confidence"] = np.where(y_pred, score, 1.0 - score)
     return joined
+
+
+def _calibrated(fit: pd.DataFrame, apply: pd.DataFrame, kind: str) -> np.ndarray:
+    """Platt scaling of ``kind`` fitted on ``fit`` (golden dev pairs), applied to ``apply``."""
+    a, b = platt(logit(fit[kind].to_numpy(float)), fit["y_true"].to_numpy(bool))
+    return sigmoid(a * logit(apply[kind].to_numpy(float)) + b)
+
+
+def confidence_kinds(golden: GoldenSet, dev: GoldenSet, confidences: pd.DataFrame, *, n_boot: int = 200,
+                     seed: int = 0) -> dict[str, Any]:
+    """Each kind of confidence side by side on ``golden``: ROC-AUC (micro and macro, with CIs) and the
+    Brier score before and after Platt calibration fitted on golden dev (on dev itself: fitted on the
+    other folds of videos, so no pair is scored by a calibration that saw it)."""
+    def joined(split: GoldenSet) -> pd.DataFrame:
+        reference = split.pairs[["video_id", "attribute", "label"]].rename(columns={"label": "y_true"})
+        return reference.merge(confidences, on=["video_id", "attribute"], how="inner")
+
+    target, train = joined(golden), joined(dev)
+    same = golden.version == dev.version
+    kinds: dict[str, Any] = {}
+    for kind, description in CONFIDENCE_KINDS.items():
+        if kind not in target:
+            continue
+        rows = target[target[kind].notna()].reset_index(drop=True)
+        if rows.empty or rows["y_true"].nunique() < 2:
+            continue
+        scored = rows.assign(y_pred=rows[kind] >= 0.5, score=rows[kind].astype(float))
+        metrics = evaluate_pairs(scored[["video_id", "attribute", "y_true", "y_pred", "score"]], n_boot=n_boot, seed=seed)
+        truth = rows["y_true"].to_numpy(float)
+        calibrated = np.full(len(rows), np.nan)
+        if same:
+            fold = rows["video_id"].map(lambda v: zlib.crc32(str(v).encode()) % FOLDS).to_numpy()
+            for k in range(FOLDS):
+                fit = rows[fold != k]
+                if (fold == k).any() and fit["y_true"].nunique() == 2:
+                    calibrated[fold == k] = _calibrated(fit, rows[fold == k], kind)
+        else:
+            fit = train[train[kind].notna()]
+            if fit["y_true"].nunique() == 2:
+                calibrated = _calibrated(fit, rows, kind)
+        kinds[kind] = {
+            "description": description, "pairs": int(len(rows)), "coverage": len(rows) / max(1, len(target)),
+            "micro_auc": metrics["micro"]["roc_auc"], "micro_auc_ci": metrics["micro"]["ci"]["roc_auc"],
+            "macro_auc": metrics["macro"]["roc_auc"], "macro_auc_ci": metrics["macro"]["ci"]["roc_auc"],
+            "brier": float(np.mean((rows[kind].to_numpy(float) - truth) ** 2)),
+            "brier_calibrated": float(np.nanmean((calibrated - truth) ** 2)) if np.isfinite(calibrated).any() else None,
+        }
+    return kinds
 
 
 def _example(row: Any, video: Video | None, ratings: list[float]) -> dict[str, Any]:
@@ -137,6 +190,13 @@ def to_markdown(report: Mapping[str, Any], *, examples: int = 5) -> str:
             f"| {block['attribute']} | {m['n']} | {m['prevalence']:.2f} | {fmt(m['precision'])} | {fmt(m['recall'])} "
             f"| {fmt(m['f1'], m['ci']['f1'])} | {fmt(m['always_positive_f1'])} | {c['tp']} | {c['fp']} | {c['fn']} | {c['tn']} |"
         )
+    if report.get("confidence"):
+        lines += ["", "## Confidence: each kind side by side", "",
+                  "| kind | pairs | micro ROC-AUC [95% CI] | macro ROC-AUC | Brier | Brier after Platt (dev) |",
+                  "| --- | --: | --: | --: | --: | --: |"]
+        for kind in report["confidence"].values():
+            lines.append(f"| {kind['description']} | {kind['pairs']} | {fmt(kind['micro_auc'], kind['micro_auc_ci'])} "
+                         f"| {fmt(kind['macro_auc'])} | {fmt(kind['brier'])} | {fmt(kind['brier_calibrated'])} |")
     if report["attributes"]:
         worst = report["attributes"][0]["attribute"]
         lines += ["", f"Next: `vibeset iterate refine --attribute {worst}` (offline) or with `--backend openai ...`."]

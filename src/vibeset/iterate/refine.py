@@ -311,35 +311,26 @@ class Spend:
 
 
 async def _propose(backend: Any, system: str, user: str, config: Any) -> tuple[Proposal, Spend]:
-    from ..llm.backend import CallError, Request
+    """One proposal through the engine's retry / back-off / cost loop (``vibeset.llm.calls.Caller``)."""
+    from ..llm.backend import Request
+    from ..llm.calls import Answer, Caller, Usage
+    from ..llm.response import ParseFailure
 
-    request = Request(system=system, user=user, schema=PROPOSAL_SCHEMA)
-    price = config.price(backend.model)
-    spend, failure = Spend(cost_usd=0.0 if price else None), ""
+    def parse(completion: Any) -> Proposal | ParseFailure:
+        parsed = parse_proposal(completion.text)
+        return parsed if isinstance(parsed, Proposal) else ParseFailure("invalid_proposal", f"unusable answer ({parsed})")
+
+    usage = Usage(cost_usd=0.0 if config.price(backend.model) else None)
+    estimate = (len(system + user) / config.chars_per_token, 400.0)
     try:
-        for attempt in range(config.max_retries + 1):
-            if attempt:
-                await asyncio.sleep(min(config.backoff_max_s, config.backoff_s * 2 ** (attempt - 1)))
-            try:
-                completion = await backend.complete(request)
-            except CallError as err:
-                failure = f"{err.kind}: {err}"
-                if not err.retryable:
-                    break
-                if err.retry_after is not None:
-                    await asyncio.sleep(err.retry_after)
-                continue
-            tokens_in = completion.input_tokens or int(len(system + user) / config.chars_per_token)
-            tokens_out = completion.output_tokens or int(len(completion.text) / config.chars_per_token)
-            cost = (tokens_in * price.input + tokens_out * price.output) / 1e6 if price else None
-            spend = spend + Spend(tokens_in, tokens_out, cost)
-            parsed = parse_proposal(completion.text)
-            if isinstance(parsed, Proposal):
-                return parsed, spend
-            failure = f"unusable answer ({parsed}): {completion.text[:200]!r}"
+        result = await Caller(backend, config, usage).call(Request(system=system, user=user, schema=PROPOSAL_SCHEMA),
+                                                           parse, estimate)
     finally:
         await backend.aclose()
-    raise BackendError(f"no definition proposal from {backend.model} after {config.max_retries + 1} tries; last: {failure}")
+    if not isinstance(result, Answer):
+        raise BackendError(f"no definition proposal from {backend.model} after {result.get('attempts', 0)} tries; "
+                           f"last: {result['kind']}: {result['message']} {result['raw'][:200]!r}")
+    return result.parsed, Spend(usage.input_tokens, usage.output_tokens, usage.cost_usd)
 
 
 def propose_definition(

@@ -14,7 +14,8 @@ from ..catalog import Video
 from ..taxonomy import Taxonomy
 from .backend import Backend
 from .config import LLMConfig
-from .engine import RunSummary, run
+from .engine import run
+from .job import RunSummary
 from .prompt import Prompt
 
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
 from ..errors import BackendError
 
 KEY_VARIABLES = ("VIBESET_LLM_API_KEY",)
+#: Every environment variable a backend may read a key from: what ``secrets.redact`` hides.
+ALL_KEY_VARIABLES = ("VIBESET_LLM_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY")
 
 
 @dataclass(frozen=True)
@@ -29,11 +31,19 @@ class Request:
 
 @dataclass(frozen=True)
 class Completion:
-    """The model's raw text and the tokens it billed (None where the server did not say)."""
+    """The model's raw text and the tokens it billed (None where the server did not say).
+
+    ``logprobs``: where the server returned them, one entry per output token in the OpenAI
+    shape ``{"token", "logprob", "top_logprobs": [{"token", "logprob"}, ...]}``; the task turns
+    them into label probabilities (``vibeset.llm.confidence``), the backend never interprets them.
+    ``label_probs``: those probabilities once computed (what the cache keeps instead of tokens).
+    """
 
     text: str
     input_tokens: int | None = None
     output_tokens: int | None = None
+    logprobs: Sequence[Mapping[str, Any]] | None = field(default=None, repr=False, compare=False)
+    label_probs: Mapping[str, float] | None = field(default=None, compare=False)
 
 
 class CallError(Exception):
@@ -49,7 +59,12 @@ class CallError(Exception):
 
 @runtime_checkable
 class Backend(Protocol):
-    """Anything that completes a ``Request``. ``identity`` names it in cache keys and lineage (never secrets)."""
+    """Anything that completes a ``Request``. ``identity`` names it in cache keys and lineage (never secrets).
+
+    The endpoint (``base_url`` in the identity) is lineage only: cache keys and the job of an
+    output directory leave it out, so a server moved to another port or host answers from cache.
+    Provider batch modes (``batch.client_for``) wrap the OpenAI and Gemini backends.
+    """
 
     name: str
     model: str

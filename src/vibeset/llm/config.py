@@ -39,8 +39,19 @@ class LLMConfig(BaseModel):
     max_output_tokens: int | None = Field(None, ge=1)
     response_format: Literal["json_schema", "json_object", "none"] = "json_schema"
     samples: int = Field(1, ge=1, description="self-consistency: answers per video; label = majority, score = vote share")
+    logprobs: bool = Field(True, description="ask for token logprobs: the label token's probability is the score")
+    top_logprobs: int = Field(0, ge=0, le=20, description="alternatives per token; 0: P(false) = 1 - P(true)")
+    # batch mode
+    mode: Literal["online", "batch"] = Field("online", description="batch: the provider's batch API, half price, <= 24 h")
+    batch_size: int = Field(5000, ge=1, description="requests per provider batch")
+    batch_max_bytes: int = Field(150_000_000, ge=1024, description="bytes per batch input file")
+    batch_poll_s: float = Field(30.0, gt=0, description="first wait between polls; grows 1.5x per poll")
+    batch_poll_max_s: float = Field(300.0, gt=0)
+    batch_price_factor: float = Field(0.5, ge=0, description="batch price as a fraction of the online price")
     # inputs
     prompt: str = Field("annotate", description="bundled template name or path to NAME.system.j2")
+    domain: str = Field("videos", min_length=1, description="what the catalog holds, named in the prompt (e.g. films)")
+    shots: int = Field(0, ge=0, description="few-shot examples per video, chosen from golden dev")
     frames: int = Field(0, ge=0, description="frames sampled from a video's local media file (0: text only)")
     max_fps: float | None = Field(None, gt=0)
     frame_size: int = Field(512, ge=32)
@@ -79,6 +90,8 @@ class LLMConfig(BaseModel):
                 temperature=self.temperature,
                 max_output_tokens=self.max_output_tokens,
                 timeout_s=self.timeout_s,
+                logprobs=self.logprobs,
+                top_logprobs=self.top_logprobs,
             )
         if kind == "gemini":
             from .gemini_backend import GeminiBackend

@@ -11,15 +11,16 @@ then skips every video already in ``OUT``: nothing lost, nothing written twice, 
 replayed rather than bought again. When every shard is done the shard directories go, leaving
 the layout of a local run; the manifest's run entry sums the shards' counts, tokens and cost.
 
-Several endpoints are replicas of one model: the job's identity (cache keys, manifest) names all
-of them, so which replica answered a video changes nothing. With one endpoint the identity is a
-local run's, so the two engines share a cache and can resume each other's output directory.
+Several endpoints are replicas of one model; endpoints are never part of a job's identity
+(cache keys, manifest), so which replica answered a video changes nothing, and the local and Ray
+engines share a cache and can resume each other's output directory. Every shard appends its
+books to the job's ``OUT/usage.jsonl``, so the driver of a later run settles a killed run's
+calls, tokens and cost exactly as a local run does.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import hashlib
 import os
@@ -27,16 +28,17 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 from ..catalog import Video
 from ..errors import ConfigError, DataError, VibesetError
 from ..taxonomy import Taxonomy
 from .backend import Backend, Completion, Request
 from .config import LLMConfig
-from .engine import RunSummary, _Job, _unique, new_run_id, run
 from ..scale.session import ray_session
-from .store import RunStore, annotated_ids
+from .engine import _unique, new_run_id, run
+from .job import Job, RunSummary
+from .store import USAGE, RunStore, annotated_ids
 
 ENGINES = ("local", "ray")
 SHARDS_DIR = "shards"
@@ -54,7 +56,7 @@ def shard_of(video_id: str, shards: int) -> int:
 
 
 class Replica:
-    """One of several endpoints serving the same model; named by all of them (sorted) in its identity."""
+    """One of several endpoints serving the same model; its lineage names all of them (sorted)."""
 
     def __init__(self, backend: Backend, endpoints: Sequence[str]) -> None:
         self.backend = backend
@@ -152,7 +154,7 @@ class ShardActor:
             _publish(shard.out, directory)  # an orphan's leftovers, if it got in between
             summary = await run(
                 shard.videos, self.taxonomy, shard.backend, self.config, directory, run_id=self.run_id,
-                progress=lambda s: self.live.__setitem__(shard.index, s),
+                progress=lambda s: self.live.__setitem__(shard.index, s), journal=shard.out / USAGE,
             )
         finally:
             _publish(shard.out, directory)
@@ -199,11 +201,14 @@ def run_on_ray(
     shards = shards or 4 * workers
     if workers < 1 or shards < 1:
         raise ConfigError(f"workers and shards must be at least 1, got {workers} and {shards}")
+    if config.mode == "batch":
+        raise ConfigError("batch mode runs in one process (the provider does the parallel work): drop --engine ray")
     out = Path(out_dir).resolve()
-    job = _Job(taxonomy, backends[0], config, None)
+    job = Job(taxonomy, backends[0], config, None)
     run_id = run_id or new_run_id()
     store = RunStore(out, job.job(), run_id)  # refuses an output directory of another job
     _recover(out)
+    store.settle_killed()
     unique = _unique(videos)
     done = annotated_ids(out)
     todo = [video for video in unique if video.video_id not in done]
@@ -213,7 +218,7 @@ def run_on_ray(
         cost_usd=0.0 if job.price else None, total=len(unique), skipped=len(unique) - len(todo),
     )
     skipped = summary.skipped
-    lineage = {"engine": "ray", "shards": shards, "workers": workers, "endpoints": len(backends)}
+    lineage = {"engine": "ray", "shards": shards, "workers": workers, "endpoints": len(backends), "endpoint": job.endpoint}
     store.record_run({**summary.to_dict(), **lineage})
     groups: dict[int, list[Video]] = {}
     for video in todo:

@@ -7,11 +7,13 @@ the Files API (and reused for every sample), and an ``http(s)://`` or ``gs://`` 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import mimetypes
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 from google import genai
 from google.genai import errors, types
@@ -23,9 +25,11 @@ except ImportError:  # pragma: no cover
 
 from ..errors import BackendError
 from .backend import KEY_VARIABLES, CallError, Completion, Request, api_key, retry_after_seconds
+from .redaction import redact
 
-_TIMEOUTS = (httpx.TimeoutException, httpx2.TimeoutException)
-_TRANSPORT = (httpx.TransportError, httpx2.TransportError)
+# google-genai's async client runs on aiohttp when it is installed (it is: the OpenAI backend's transport)
+_TIMEOUTS = (httpx.TimeoutException, httpx2.TimeoutException, asyncio.TimeoutError)
+_TRANSPORT = (httpx.TransportError, httpx2.TransportError, aiohttp.ClientError)
 KEYS = (*KEY_VARIABLES, "GEMINI_API_KEY", "GOOGLE_API_KEY")
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 
@@ -104,7 +108,7 @@ class GeminiBackend:
                 model=self.model, contents=[types.Content(role="user", parts=parts)], config=config
             )
         except errors.APIError as err:
-            raise _api_error(err) from err
+            raise api_error(err) from err
         except _TIMEOUTS as err:
             raise CallError("timeout", f"no answer within {self.timeout_s:g} s", retryable=True) from err
         except _TRANSPORT as err:
@@ -118,23 +122,45 @@ class GeminiBackend:
             output_tokens=getattr(usage, "candidates_token_count", None),
         )
 
+    async def rest_request(self, request: Request) -> dict[str, Any]:
+        """The ``GenerateContentRequest`` as REST JSON: one request of a Batch Mode input file."""
+        parts: list[dict[str, Any]] = [{"text": request.user}]
+        parts += [{"inlineData": {"mimeType": "image/jpeg", "data": base64.b64encode(image).decode()}}
+                  for image in request.images]
+        if request.media:
+            try:
+                media = await self._media_part(request.media)
+            except errors.APIError as err:
+                raise api_error(err) from err
+            parts.insert(0, {"fileData": {"fileUri": media.file_data.file_uri, "mimeType": media.file_data.mime_type}})
+        generation: dict[str, Any] = {"temperature": self.temperature, "responseMimeType": "application/json"}
+        if self.max_output_tokens:
+            generation["maxOutputTokens"] = self.max_output_tokens
+        if request.schema:
+            generation["responseJsonSchema"] = request.schema
+        return {"contents": [{"role": "user", "parts": parts}], "systemInstruction": {"parts": [{"text": request.system}]},
+                "generationConfig": generation}
+
+    def client(self) -> genai.Client:
+        return self._get_client()
+
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.aio.aclose()
             self._client = None
 
 
-def _api_error(err: errors.APIError) -> Exception:
+def api_error(err: errors.APIError) -> Exception:
     code = err.code or 0
     response = getattr(err, "response", None)
     headers = getattr(response, "headers", None) or {}
-    raw = json.dumps(err.details, default=str)[:2000] if getattr(err, "details", None) else str(err)[:2000]
+    raw = redact(json.dumps(err.details, default=str)[:2000] if getattr(err, "details", None) else str(err)[:2000])
     if code in (401, 403):
         return BackendError(f"Gemini refused the API key (HTTP {code}); check the key's environment variable")
     if code == 404:
-        return BackendError(f"HTTP 404 from Gemini: unknown model or wrong base URL ({err.message})")
+        return BackendError(f"HTTP 404 from Gemini: unknown model or wrong base URL ({redact(str(err.message))})")
     if code == 429:
         return CallError("rate_limited", "HTTP 429", retryable=True, retry_after=retry_after_seconds(headers.get("retry-after")), raw=raw)
     if code >= 500 or code in (408, 409):
         return CallError("server_error", f"HTTP {code}", retryable=True, retry_after=retry_after_seconds(headers.get("retry-after")), raw=raw)
-    return CallError("bad_request", f"HTTP {code}: {err.message}", retryable=False, raw=raw)
+    return CallError("bad_request", f"HTTP {code}: {redact(str(err.message))}", retryable=False, raw=raw)

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 from jinja2 import Environment, StrictUndefined, TemplateSyntaxError
 
@@ -97,14 +97,29 @@ class PromptTemplate:
         return cls(str(template), *sources)
 
 
+class Shots(Protocol):
+    """Per-video few-shot examples (``fewshot.FewShot``); ``identity`` enters the prompt version."""
+
+    identity: Mapping[str, Any]
+
+    def examples(self, video: Video) -> Sequence[Example]: ...
+
+
 class Prompt:
-    """A template bound to a taxonomy and few-shot examples; renders one request per video."""
+    """A template bound to a taxonomy, a domain and few-shot examples; renders one request per video.
+
+    ``examples`` are shown with every video; ``shots`` chooses more per video. Examples go in the
+    user message, before the video, so the system text (the long, cacheable prefix) is shared.
+    """
 
     def __init__(
-        self, taxonomy: Taxonomy, template: PromptTemplate | None = None, examples: Sequence[Example] = ()
+        self, taxonomy: Taxonomy, template: PromptTemplate | None = None, examples: Sequence[Example] = (), *,
+        shots: Shots | None = None, domain: str = "videos",
     ) -> None:
         self.taxonomy = taxonomy
         self.template = template or PromptTemplate.load()
+        self.shots = shots
+        self.domain = domain
         for example in examples:
             taxonomy.check_names(list(example.labels))
         try:
@@ -112,13 +127,24 @@ class Prompt:
             self._user = _ENV.from_string(self.template.user)
         except TemplateSyntaxError as err:
             raise ConfigError(f"prompt template {self.template.name!r}, line {err.lineno}: {err.message}") from err
-        self._examples = [{"data": fence(e.video), "labels": json.dumps(dict(e.labels))} for e in examples]
-        self.system = system.render(attributes=list(taxonomy), examples=self._examples)
+        self._examples = [self._example(e) for e in examples]
+        self.system = system.render(attributes=list(taxonomy), domain=domain)
         self.schema = response_schema(taxonomy)
-        self.version = content_hash([self.template.system, self.template.user, taxonomy.version, self._examples])
-        """Hash of template sources + taxonomy version + examples: what produced a label."""
+        identity = [self.template.system, self.template.user, taxonomy.version, self._examples, domain]
+        self.version = content_hash([*identity, dict(shots.identity)] if shots else identity)
+        """Hash of template sources + taxonomy version + examples + domain (+ the few-shot choice): what produced a label."""
+
+    def _example(self, example: Example) -> dict[str, str]:
+        labels = {name: example.labels[name] for name in self.taxonomy.names if name in example.labels}
+        return {"data": fence(example.video), "labels": json.dumps(labels)}
+
+    def examples(self, video: Video) -> list[dict[str, str]]:
+        """The rendered examples shown with ``video``: the fixed ones, then the ones chosen for it."""
+        if self.shots is None:
+            return self._examples
+        return self._examples + [self._example(e) for e in self.shots.examples(video)]
 
     def render(self, video: Video, *, images: Sequence[bytes] = (), media: str | None = None) -> Request:
-        """The request for one video: shared system text, fenced video data, optional frames or media."""
-        user = self._user.render(data=fence(video))
+        """The request for one video: shared system text, examples and fenced video data, optional frames or media."""
+        user = self._user.render(data=fence(video), examples=self.examples(video))
         return Request(system=self.system, user=user, schema=self.schema, images=tuple(images), media=media)

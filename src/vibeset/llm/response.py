@@ -43,6 +43,11 @@ class ParseFailure:
 
 def _load_object(text: str) -> Any:
     """Decode the JSON object in ``text``, tolerating fences, surrounding prose and trailing commas."""
+    if text[:1] == "{":
+        try:  # the usual case, structured output: no repair to pay for
+            return json.loads(text)
+        except json.JSONDecodeError:
+            pass
     stripped = _FENCE.sub("", text.strip())
     candidates = [stripped]
     start, end = stripped.find("{"), stripped.rfind("}")
@@ -58,7 +63,7 @@ def _load_object(text: str) -> Any:
 
 
 @functools.lru_cache(maxsize=4096)
-def _key(name: str) -> str:
+def attribute_key(name: str) -> str:
     """Attribute names compare case- and separator-insensitively (cached: it runs per key per answer)."""
     return _SEPARATORS.sub("-", name.strip().lower())
 
@@ -91,14 +96,14 @@ def parse_response(text: str, names: Sequence[str]) -> dict[str, Judgement] | Pa
         return ParseFailure("invalid_json", "no JSON object could be decoded")
     if not isinstance(data, dict):
         return ParseFailure("not_an_object", f"expected a JSON object, found {type(data).__name__}")
-    known = {_key(name): name for name in names}
-    if not any(_key(k) in known for k in data) and len(data) == 1:
+    known = {attribute_key(name): name for name in names}
+    if not any(attribute_key(k) in known for k in data) and len(data) == 1:
         (wrapper, inner), = data.items()
-        if _key(wrapper) in _WRAPPERS and isinstance(inner, dict):
+        if attribute_key(wrapper) in _WRAPPERS and isinstance(inner, dict):
             data = inner
     found: dict[str, Any] = {}
     for raw_key, value in data.items():
-        name = known.get(_key(str(raw_key)))
+        name = known.get(attribute_key(str(raw_key)))
         if name is None:
             return ParseFailure("unknown_attribute", f"unknown attribute {raw_key!r}; expected only {list(names)}")
         found[name] = value
