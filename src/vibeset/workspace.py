@@ -11,7 +11,7 @@ import tomllib
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .catalog import Catalog, CatalogColumns, load_catalog
 from .errors import ConfigError
@@ -49,17 +49,34 @@ class JudgementsConfig(BaseModel):
 
 
 class InteractionColumns(BaseModel):
+    """Which columns hold what. ``rating``, ``weight`` and ``timestamp`` are optional: ``""`` means none.
+
+    Without ``rating`` the interactions are implicit feedback (views, clicks): every one is a
+    positive. ``weight`` (watch time, play count) sets how strongly an interaction counts.
+    """
+
     model_config = ConfigDict(extra="forbid")
     user: str = "user_id"
     video: str = "video_id"
     rating: str | None = "rating"
+    weight: str | None = None
     timestamp: str | None = "timestamp"
+
+    @field_validator("rating", "weight", "timestamp")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
 
 
 class InteractionsConfig(BaseModel):
+    """User interactions: explicit ratings or implicit feedback (see ``InteractionColumns``)."""
+
     model_config = ConfigDict(extra="forbid")
     path: Path
     columns: InteractionColumns = InteractionColumns()
+    positive: float | None = Field(
+        None, description="a rating at or above this is a like; unset: at or above the user's own mean rating"
+    )
 
 
 class PipelineConfig(BaseModel):

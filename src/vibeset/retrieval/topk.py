@@ -14,6 +14,7 @@ Single-threaded numpy; the caller limits BLAS to one thread per process.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -62,21 +63,39 @@ class RestrictedTopK:
             if len(rows) and (rows[0] < 0 or rows[-1] >= self.n_items or np.any(np.diff(rows) <= 0)):
                 raise DataError(f"posting list {a} must hold sorted unique rows in [0, {self.n_items})")
             np.bitwise_or.at(self.bits[a], rows >> 3, _BIT[rows & 7])
-        self.blocks: dict[int, np.ndarray] = {}
-        budget = block_budget
+        self._block_min, self._block_budget = block_min, block_budget
+        self.blocks = self._blocks(item_factors)
+
+    def _blocks(self, item_factors: np.ndarray) -> dict[int, np.ndarray]:
+        blocks: dict[int, np.ndarray] = {}
+        budget = self._block_budget
         row_bytes = item_factors.shape[1] * 4
-        for a in sorted(range(len(postings)), key=lambda a: -len(self.postings[a])):
+        for a in sorted(range(len(self.postings)), key=lambda a: -len(self.postings[a])):
             size = len(self.postings[a])
-            if size < block_min or size * row_bytes > budget:
+            if size < self._block_min or size * row_bytes > budget:
                 continue
-            self.blocks[a] = np.ascontiguousarray(np.take(item_factors, self.postings[a], axis=0), dtype=np.float32)
+            blocks[a] = np.ascontiguousarray(np.take(item_factors, self.postings[a], axis=0), dtype=np.float32)
             budget -= size * row_bytes
+        return blocks
+
+    def with_items(self, item_factors: np.ndarray) -> "RestrictedTopK":
+        """The same postings and filters over other item vectors (another ranker), sharing the bitmaps."""
+        if item_factors.shape[0] != self.n_items:
+            raise DataError(f"item vectors have {item_factors.shape[0]} rows, expected {self.n_items}")
+        other = copy.copy(self)
+        other.items = item_factors
+        other.blocks = self._blocks(item_factors)
+        return other
 
     def plan(self, include: Sequence[int]) -> str:
         if not include:
             return "scan"
         driver = min(include, key=lambda a: len(self.postings[a]))
         return "block" if driver in self.blocks else "gather"
+
+    def overlap(self, a: int, b: int) -> int:
+        """How many items carry both attributes (a popcount over their bitmaps)."""
+        return int(np.bitwise_count(self.bits[a] & self.bits[b]).sum())
 
     def _member(self, attribute: int, rows: np.ndarray) -> np.ndarray:
         return (self.bits[attribute][rows >> 3] & _BIT[rows & 7]) != 0
