@@ -248,7 +248,7 @@ def _label(ctx: Context) -> str:
 def _ranker(ctx: Context) -> str:
     from .retrieval.ranker import train_ranker
 
-    settings = {key: ctx.options[key] for key in ("epochs", "dim", "max_len", "layers", "seed") if key in ctx.options}
+    settings = {key: ctx.options[key] for key in ("epochs", "dim", "max_len", "layers", "history") if key in ctx.options}
     outcome = train_ranker(ctx.workspace, ctx.inputs["labels"], ctx.inputs["cf"], ctx.inputs["shards"],
                            ctx.artifacts.get("ranker"), ctx.stamp(), settings={"seed": ctx.config.seed, **settings},
                            k=ctx.options.get("k", 10), last=ctx.options.get("last", 5))

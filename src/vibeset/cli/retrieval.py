@@ -96,7 +96,7 @@ def _fmt(metric: dict | None) -> str:
 
 @app.command("ranker")
 def ranker(
-    epochs: int = typer.Option(20, help="training epochs of the sequential model"),
+    epochs: Optional[int] = typer.Option(None, help="training epochs of the sequential model (default 5)"),
     last: int = typer.Option(5, help="each user's last N interactions: the test (set aside) and, before them, validation"),
     k: int = typer.Option(10, "-k", help="cut-off K of the validation NDCG that picks the defaults"),
     workspace_path: Optional[Path] = WorkspaceOption,
@@ -104,7 +104,8 @@ def ranker(
 ) -> None:
     """Train the sequential (SASRec-style) ranker; pick the default ranker and blend on a validation split."""
     ws = workspace(workspace_path)
-    outcome, ctx = run_stage(ws, "ranker", options={"epochs": epochs, "last": last, "k": k})
+    options = {"last": last, "k": k, **({"epochs": epochs} if epochs else {})}
+    outcome, ctx = run_stage(ws, "ranker", options=options)
     selection = ctx.results["selection"]
     if as_json:
         print_json({"run_id": outcome.run_id, **ctx.results})

@@ -77,19 +77,12 @@ def windows(sequences: Sequence[np.ndarray], max_len: int) -> np.ndarray:
 
 
 def train(sequences: Sequence[np.ndarray], items: int, settings: Any, *, threads: int = 2) -> tuple[SASRec, list[float]]:
-    """Sampled-softmax next-item training: per batch ``settings.negatives`` items drawn by popularity,
-    every logit corrected by the log of its sampling rate (so the loss estimates a full softmax and
-    the model learns popularity too), on each user's latest ``settings.history`` interactions.
-    Returns the network (in eval mode) and the mean loss per epoch."""
+    """Full-softmax next-item training on each user's latest ``settings.history`` interactions;
+    returns the network (in eval mode) and the mean loss per epoch."""
     torch.manual_seed(settings.seed)
     torch.set_num_threads(threads)
     rng = np.random.default_rng(settings.seed)
     data = torch.from_numpy(windows([seq[-settings.history :] for seq in sequences], settings.max_len))
-    counts = np.bincount(data[:, 1:].reshape(-1).numpy(), minlength=items).astype(np.float64)
-    counts[0] = 0.0
-    share = (counts + 1.0) / (counts + 1.0).sum() * (np.arange(items) > 0)  # popularity, every item possible, never padding
-    share /= share.sum()
-    log_q = torch.from_numpy(np.log(np.maximum(share * settings.negatives, 1e-12))).float()
     network = SASRec(items, settings.dim, settings.max_len, settings.layers, settings.heads, settings.dropout)
     optimiser = torch.optim.AdamW(network.parameters(), lr=settings.lr, weight_decay=0.01)
     steps = settings.epochs * math.ceil(len(data) / settings.batch)
@@ -103,11 +96,7 @@ def train(sequences: Sequence[np.ndarray], items: int, settings: Any, *, threads
             inputs, targets = window[:, :-1], window[:, 1:]
             keep = targets != 0
             states, wanted = network.hidden(inputs)[keep], targets[keep]
-            negatives = torch.from_numpy(rng.choice(items, settings.negatives, p=share))
-            logits = torch.cat([(states * network.items(wanted)).sum(-1, keepdim=True) - log_q[wanted][:, None],
-                                states @ network.items(negatives).T - log_q[negatives][None, :]], 1)
-            logits[:, 1:][negatives[None, :] == wanted[:, None]] = float("-inf")  # a sampled positive is no negative
-            loss = nn.functional.cross_entropy(logits, torch.zeros(len(wanted), dtype=torch.long))
+            loss = nn.functional.cross_entropy(states @ network.items.weight.T, wanted)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()

@@ -39,7 +39,7 @@ from ..runs import golden_split, jsonable
 from ..shards import read_embeddings
 from ..workspace import Workspace
 from .collaborative import CollaborativeModel
-from .index import ALS, AttributeIndex, list_versions, load_index, seen_matrix, unit_scale
+from .index import AttributeIndex, list_versions, load_index, seen_matrix, unit_scale
 from .intent import Intent, infer_intent
 from .recommender import Recommender
 from .sequential import SASREC, SequentialModel, sequential_vectors

@@ -42,15 +42,18 @@ class Recommender:
         *,
         encoder_factory: Callable[[], Encoder] | None = None,
         threshold: float = 0.3,
-        block_min: int = 8192,
+        block_min: int = 256,  # serving: contiguous blocks for all but tiny lists (no per-request gather)
     ) -> None:
         self.index = index
         postings = [index.postings(a) for a in range(len(index.attributes))]
+        # plain ndarray views of the memory maps: a memmap subclass taxes every numpy call of a request
         self.engine = RestrictedTopK(
-            index.item_factors, [p for p, _ in postings], [s for _, s in postings], block_min=block_min
+            np.asarray(index.item_factors), [p for p, _ in postings], [s for _, s in postings], block_min=block_min
         )
-        self.engines = {name: self.engine if name == "als" else self.engine.with_items(index.ranker(name)[0])
+        self.engines = {name: self.engine if name == "als" else self.engine.with_items(np.asarray(index.ranker(name)[0]))
                         for name in index.ranker_names}
+        self._users = {name: np.asarray(index.ranker(name)[1]) for name in index.ranker_names}
+        self._seen = (np.asarray(index.seen_indptr), np.asarray(index.seen_rows, dtype=np.int64))
         self.item_attributes: list[list[str]] = [[] for _ in range(len(index))]
         for name, (rows, _) in zip(index.attributes, postings):
             for row in rows.tolist():
@@ -125,9 +128,10 @@ class Recommender:
         name = ranker or self.defaults["ranker"]
         if name not in self.engines:
             raise DataError(f"unknown ranker {name!r}; this index has {', '.join(self.engines)}")
-        seen = np.asarray(index.seen(user_row)[0], dtype=np.int64) if exclude_seen else None
+        indptr, rows = self._seen
+        seen = rows[indptr[user_row] : indptr[user_row + 1]] if exclude_seen else None
         return self.engines[name].search(
-            index.ranker(name)[1][user_row],
+            self._users[name][user_row],
             include=[index.attribute_position(a) for a in intent.attributes],
             exclude=[index.attribute_position(a) for a in intent.excluded],
             seen=seen,
