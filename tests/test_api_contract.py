@@ -55,7 +55,8 @@ def test_video_lineage_and_attributes(client):
     listed = client.get("/attributes").json()["attributes"]
     assert [a["name"] for a in listed] == [f"a{i}" for i in range(6)]
     assert client.get("/healthz").json()["status"] == "ok"
-    assert "/recommend" in client.get("/openapi.json").json()["paths"]
+    documented = client.get("/openapi.json").json()["paths"]["/recommend"]["get"]["parameters"]
+    assert [p["name"] for p in documented] == ["user", "intent", "k", "blend", "ranker", "fallback"]
 
 
 @pytest.mark.parametrize(

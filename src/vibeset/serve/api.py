@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Callable
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi_offline import FastAPIOffline
@@ -271,25 +271,75 @@ def _answer(recommender: Recommender, user: str, build: Callable[[Recommender], 
         return _error(400, str(err))
 
 
+#: GET /recommend's query parameters, documented for OpenAPI and checked by ``_recommend_query``, which
+#: reads them straight from the query string: FastAPI's per-parameter machinery cost more than the
+#: restricted top-K itself.
+RECOMMEND_QUERY = (
+    ("user", {"type": "string", "minLength": 1, "maxLength": MAX_ID}, True, "user id from the interactions"),
+    ("intent", {"type": "string", "maxLength": MAX_CHARS}, False,
+     "vibe names ('dark,-sad' excludes sad) or free text ('uplifting but not sappy'); omitted: inferred from the "
+     "user's history. Text matching no vibe is a 422 naming the closest vibes."),
+    ("k", {"type": "integer", "minimum": 1, "maximum": MAX_K, "default": 10}, False, "how many videos"),
+    ("blend", {"type": "number", "minimum": 0.0, "maximum": 10.0}, False,
+     "weight of the mean vibe score added to the personal score; omitted: the index's default, chosen offline"),
+    ("ranker", {"type": "string", "maxLength": 32}, False, "als or sasrec; omitted: the index's default"),
+    ("fallback", {"type": "boolean", "default": False}, False,
+     "text matching no vibe answers unrestricted (flagged) instead of a 422"),
+)
+
+
+class _BadQuery(ValueError):
+    pass
+
+
+def _number(name: str, text: str, kind: type, low: float, high: float) -> Any:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise _BadQuery(f"{name}: Input should be a valid {'integer' if kind is int else 'number'}") from None
+    if not low <= value <= high:
+        raise _BadQuery(f"{name}: Input should be between {low:g} and {high:g}")
+    return value
+
+
+def _recommend_query(params: Any) -> dict[str, Any]:
+    """The checked parameters of GET /recommend (``_BadQuery`` names the first bad one)."""
+    user, intent = params.get("user"), params.get("intent")
+    if not user:
+        raise _BadQuery("user: Field required")
+    for name, value in (("user", user), ("intent", intent)):
+        if value is not None and len(value) > (MAX_ID if name == "user" else MAX_CHARS):
+            raise _BadQuery(f"{name}: String should have at most {MAX_ID if name == 'user' else MAX_CHARS} characters")
+    ranker = params.get("ranker")
+    if ranker is not None and len(ranker) > 32:
+        raise _BadQuery("ranker: String should have at most 32 characters")
+    fallback = params.get("fallback", "false").lower()
+    if fallback not in ("true", "false", "1", "0", "yes", "no"):
+        raise _BadQuery("fallback: Input should be a valid boolean")
+    blend = params.get("blend")
+    return {"user": user, "intent": intent, "k": _number("k", params.get("k", "10"), int, 1, MAX_K),
+            "blend": None if blend is None else _number("blend", blend, float, 0.0, 10.0), "ranker": ranker,
+            "fallback": fallback in ("true", "1", "yes")}
+
+
 def _routes(app: FastAPI, live: _Live) -> None:
-    @app.get("/recommend", summary="Recommend for a user, intent from text or inferred")
-    async def recommend_get(
-        user: str = Query(..., min_length=1, max_length=MAX_ID, description="user id from the interactions"),
-        intent: str | None = Query(
-            None, max_length=MAX_CHARS,
-            description="vibe names ('dark,-sad' excludes sad) or free text ('uplifting but not sappy'); "
-            "omitted: inferred from the user's history. Text matching no vibe is a 422 naming the closest vibes.",
-        ),
-        k: int = Query(10, ge=1, le=MAX_K),
-        blend: float | None = Query(None, ge=0.0, le=10.0, description="omitted: the index's default"),
-        ranker: str | None = Query(None, max_length=32, description="als or sasrec; omitted: the index's default"),
-        fallback: bool = Query(False, description="text matching no vibe answers unrestricted (flagged) instead of 422"),
-    ) -> Response:
+    parameters = [{"name": n, "in": "query", "required": r, "schema": schema, "description": d}
+                  for n, schema, r, d in RECOMMEND_QUERY]
+
+    @app.get("/recommend", summary="Recommend for a user, intent from text or inferred",
+             openapi_extra={"parameters": parameters})
+    async def recommend_get(request: Request) -> Response:
+        try:
+            q = _recommend_query(request.query_params)
+        except _BadQuery as err:
+            return _error(422, str(err))
         recommender = live.recommender  # one version for the whole answer
+        user, intent, fallback = q["user"], q["intent"], q["fallback"]
         build = lambda r: r.intent(user, intent, fallback=fallback)  # noqa: E731
+        options = {"k": q["k"], "blend": q["blend"], "ranker": q["ranker"]}
         if intent and recommender.is_free_text(intent):  # the encoder path runs off the event loop
-            return await asyncio.to_thread(_answer, recommender, user, build, k=k, blend=blend, ranker=ranker)
-        return _answer(recommender, user, build, k=k, blend=blend, ranker=ranker)
+            return await asyncio.to_thread(_answer, recommender, user, build, **options)
+        return _answer(recommender, user, build, **options)
 
     @app.post("/recommend", summary="Recommend for a user with explicit vibes and exclusions")
     async def recommend_post(body: RecommendRequest) -> Response:
