@@ -85,7 +85,7 @@ def test_split_report_has_both_protocols_every_system_and_sane_cis(world):
     for protocol in ("predicted", "golden"):
         systems = report["protocols"][protocol]["systems"]
         assert set(systems) == {"restricted als", "restricted popularity", "unrestricted als"}
-        assert systems["restricted als"]["blend"] == 0.5
+        assert report["protocols"][protocol]["setup"]["restricted als"] == {"ranker": "als", "restricted": True, "blend": 0.5}
         for metrics in systems.values():
             for name in ("recall@10", "ndcg@10", "coverage"):
                 value, (low, high) = metrics[name]["value"], metrics[name]["ci"]

@@ -127,7 +127,8 @@ def _split_table(name: str, split: dict, k: int) -> Table:
     for protocol, block in split["protocols"].items():
         label = f"{protocol} ({block['queries']:,} q, {block['users']} users)"
         for system, metrics in block["systems"].items():
-            blend = f" @{metrics['blend']:g}" if metrics.get("restricted") and metrics.get("blend") else ""
+            setup = block["setup"][system]
+            blend = f" @{setup['blend']:g}" if setup["restricted"] and setup["blend"] else ""
             precision = metrics["intent_precision"]
             table.add_row(label, system + blend, _fmt(metrics[f"recall@{k}"]), _fmt(metrics[f"ndcg@{k}"]),
                           f"{_fmt(precision)} n={precision['n']:,}", _fmt(metrics["coverage"]))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -45,7 +46,9 @@ class SASRec(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.drop = nn.Dropout(dropout)
         self.register_buffer("causal", torch.triu(torch.full((max_len, max_len), float("-inf")), diagonal=1))
-        nn.init.normal_(self.items.weight, std=dim**-0.5)
+        with torch.no_grad():
+            nn.init.normal_(self.items.weight, std=dim**-0.5)
+            self.items.weight[0].zero_()  # padding (and unknown videos) stay the zero vector
 
     def hidden(self, seq: torch.Tensor) -> torch.Tensor:
         length = seq.shape[1]
@@ -96,7 +99,7 @@ def train(sequences: Sequence[np.ndarray], items: int, settings: Any, *, threads
             inputs, targets = window[:, :-1], window[:, 1:]
             keep = targets != 0
             states, wanted = network.hidden(inputs)[keep], targets[keep]
-            loss = nn.functional.cross_entropy(states @ network.items.weight.T, wanted)
+            loss = nn.functional.cross_entropy(states @ network.items.weight[1:].T, wanted - 1)  # padding is no class
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -112,7 +115,8 @@ def export_onnx(network: SASRec, max_len: int) -> bytes:
     buffer = io.BytesIO()
     example = torch.zeros((2, max_len), dtype=torch.int64)
     example[:, :3] = 1
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on shapes it keeps constant (all but the batch are)
         torch.onnx.export(network, (example,), buffer, input_names=["items"], output_names=["state"],
                           dynamic_axes={"items": {0: "users"}, "state": {0: "users"}}, opset_version=17, dynamo=False)
     return buffer.getvalue()

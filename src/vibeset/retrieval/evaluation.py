@@ -233,17 +233,18 @@ def summarise(records: pd.DataFrame, lists: Mapping[str, list], systems: list[Sy
             f"ndcg@{k}": ratio_ci(users, part["ndcg"].to_numpy(), ones, n_boot, seed),
             "intent_precision": ratio_ci(users, part["good"].to_numpy(), part["known"].to_numpy(), n_boot, seed),
             "coverage": coverage_ci(lists[system.name], n_items, n_boot, seed),
-            "ranker": system.ranker, "restricted": system.restricted, "blend": system.blend,
         }
     return out
 
 
 def evaluate_protocol(recommender: Recommender, queries: pd.DataFrame, systems: list[System], *, k: int,
                       lookup: Mapping, n_boot: int, seed: int = 0, progress: Callable[[int], None] | None = None) -> dict:
+    """Every system on ``queries``: its metrics (``systems``) and what it is (``setup``: ranker, restricted, blend)."""
+    setup = {s.name: {"ranker": s.ranker, "restricted": s.restricted, "blend": s.blend} for s in systems}
     if queries.empty:
-        return {"queries": 0, "users": 0, "systems": {}}
+        return {"queries": 0, "users": 0, "systems": {}, "setup": setup}
     records, lists = run_queries(recommender, queries, systems, k=k, lookup=lookup, progress=progress)
-    return {"queries": len(queries), "users": int(queries["user"].nunique()),
+    return {"queries": len(queries), "users": int(queries["user"].nunique()), "setup": setup,
             "systems": summarise(records, lists, systems, k=k, n_items=len(recommender.index), n_boot=n_boot, seed=seed)}
 
 
