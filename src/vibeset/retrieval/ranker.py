@@ -19,7 +19,7 @@ from .evaluation import System, evaluate_protocol, fitted_index, positives, pred
 from .recommender import Recommender
 from .sequential import SequentialModel, save_sequential
 
-BLENDS = (0.0, 0.25, 0.5, 1.0, 2.0)
+BLENDS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 def choose(recommender: Recommender, queries, *, blends: Sequence[float], k: int, n_boot: int = 200) -> dict[str, Any]:
