@@ -38,8 +38,9 @@ def test_explicit_and_inferred_intent():
     inferred = infer_intent(index, 0, min_support=1)
     assert inferred.source == "inferred" and len(inferred.attributes) == 1 and not inferred.fallback
     assert inferred.explanation.startswith("inferred from the history: ")
-    # The chosen attribute has the highest lift among those the user liked.
-    assert inferred.mapping[0]["lift"] == max(m["lift"] for m in infer_intent(index, 0, top=5, min_support=1).mapping)
+    # The chosen attribute is the most over-represented among those the user liked, and over-represented.
+    ranked = infer_intent(index, 0, top=5, min_support=1).mapping
+    assert inferred.mapping[0]["z"] == max(m["z"] for m in ranked) > 0 and inferred.mapping[0]["lift"] > 1
 
 
 @pytest.fixture(scope="module")
@@ -83,5 +84,5 @@ def test_contradictions_and_bounds(parser):
         parser.parse("funny but not funny")
     with pytest.raises(IntentError, match="at most 200"):
         parser.parse("dark " * 60)
-    with pytest.raises(IntentError, match="9 clauses; at most 8"):
-        parser.parse(", ".join(["dark"] * 9))
+    with pytest.raises(IntentError, match="5 clauses; at most 4"):
+        parser.parse(", ".join(["dark"] * 5))

@@ -27,7 +27,7 @@ from ..errors import DataError, UnknownAttributeError
 from .index import AttributeIndex
 
 MAX_CHARS = 200
-MAX_CLAUSES = 8
+MAX_CLAUSES = 4
 _SPLIT = re.compile(
     r"\s*(?:[,;.!?/]|\bbut\b|\band\b|\bor\b|\bwith\b|\bthough\b|\balthough\b|\bplus\b)\s*"
     r"|\s+(?=(?:without|except|minus|nothing|not|no)\b)",
@@ -229,12 +229,14 @@ class QueryParser:
         return _top(score, n)
 
 
-def infer_intent(index: AttributeIndex, user_row: int, *, top: int = 1, min_support: int = 3, prior: float = 5.0) -> Intent:
+def infer_intent(index: AttributeIndex, user_row: int, *, top: int = 1, min_support: int = 3) -> Intent:
     """The user's strongest vibes: attributes over-represented in what they liked (rated >= their mean).
 
-    Affinity is the smoothed share of liked items carrying the attribute divided by its
-    catalog prevalence; attributes with fewer than ``min_support`` liked items are ignored.
-    With none left, the answer is unrestricted and flagged as a fallback.
+    Over-representation is a z-score, ``(liked carrying it - expected) / sqrt(expected + 1)`` with
+    ``expected`` = liked items x the vibe's catalog prevalence, so a vibe needs both lift and
+    support: a rare vibe three liked films happen to carry no longer outranks one a long history
+    keeps returning to. Attributes with fewer than ``min_support`` liked items are ignored; with
+    none left (or none over-represented) the answer is unrestricted and flagged as a fallback.
     """
     rows, ratings = index.seen(user_row)
     liked = np.asarray(rows[ratings >= ratings.mean()] if len(rows) else rows, dtype=np.int64)
@@ -243,11 +245,13 @@ def infer_intent(index: AttributeIndex, user_row: int, *, top: int = 1, min_supp
         postings, _ = index.postings(position)
         prevalence = max(len(postings), 1) / max(len(index), 1)
         count = int(np.isin(liked, postings, assume_unique=True).sum()) if len(liked) else 0
-        rate = (count + prior * prevalence) / (len(liked) + prior)
-        if count >= min_support:
-            affinity.append((rate / prevalence, name, count))
+        expected = len(liked) * prevalence
+        score = (count - expected) / np.sqrt(expected + 1.0)
+        if count >= min_support and score > 0:
+            affinity.append((float(score), name, count, count / max(expected, 1e-9)))
     affinity.sort(reverse=True)
-    chosen = [name for _, name, _ in affinity[:top]]
-    mapping = [{"attribute": name, "lift": round(lift, 3), "liked_items": count} for lift, name, count in affinity[:top]]
+    chosen = [name for _, name, _, _ in affinity[:top]]
+    mapping = [{"attribute": name, "z": round(z, 3), "lift": round(lift, 3), "liked_items": count}
+               for z, name, count, lift in affinity[:top]]
     explanation = f"inferred from the history: {' and '.join(chosen)}" if chosen else "no strong vibe in this user's history"
     return Intent(chosen, [], "inferred", None, mapping, explanation, fallback=not chosen)
