@@ -98,6 +98,7 @@ def test_split_report_has_both_protocols_every_system_and_sane_cis(world):
     intent = report["intent"]
     assert intent["users"] > 0 and intent["popular_vibe"] in evaluated.attributes
     assert intent["difference"]["ci"][0] <= intent["difference"]["value"] <= intent["difference"]["ci"][1]
+    assert intent["inferred_lift"]["value"] > 0
 
 
 def test_leave_last_split_holds_out_each_users_latest():

@@ -140,8 +140,8 @@ def _intent_line(name: str, intent: dict) -> str:
     if not intent.get("users"):
         return f"{name}: no user with an inferred vibe"
     return (f"{name}: the inferred vibe carries {_fmt(intent['inferred'])} of a user's next positives, the most common "
-            f"vibe ({intent['popular_vibe']}) {_fmt(intent['popularity'])}; difference {_fmt(intent['difference'])} "
-            f"({intent['users']} users)")
+            f"vibe ({intent['popular_vibe']}) {_fmt(intent['popularity'])}; difference {_fmt(intent['difference'])}; "
+            f"over the inferred vibe's base rate {_fmt(intent['inferred_lift'])}x (popularity: 1x) ({intent['users']} users)")
 
 
 @app.command("eval-retrieval")

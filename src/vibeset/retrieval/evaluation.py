@@ -252,21 +252,24 @@ def evaluate_protocol(recommender: Recommender, queries: pd.DataFrame, systems: 
 def evaluate_intent(index: AttributeIndex, events: pd.DataFrame, *, n_boot: int, seed: int = 0) -> dict[str, Any]:
     """Does the vibe inferred from a user's history carry their next positives more often than the
     vibe most common in all training interactions (one vibe for everyone) does? Paired by user;
-    "carry" by the labels under evaluation, the same for both."""
+    "carry" by the labels under evaluation, the same for both. A vibe on most of the catalog wins
+    raw matches, so ``inferred_lift`` also compares each user's hits with what the vibe's share of
+    everyone's next positives predicts: above 1, the inference knows this user (popularity: 1)."""
     carried = np.zeros((len(index.attributes), len(index)), dtype=bool)
     for a in range(len(index.attributes)):
         carried[a, index.postings(a)[0]] = True
     popular = index.attributes[int(np.argmax(carried[:, index.seen_rows].sum(axis=1)))]
+    base = carried[:, events["item"].to_numpy()].mean(axis=1)  # each vibe's share of everyone's next positives
     rows = []
     for user, items in events.groupby("user")["item"]:
         inferred = infer_intent(index, int(user)).attributes
         if inferred:
-            targets = items.to_numpy()
-            hits = [carried[index.attribute_position(v), targets].sum() for v in (inferred[0], popular)]
-            rows.append((int(user), *hits, len(targets)))
+            targets, vibe = items.to_numpy(), index.attribute_position(inferred[0])
+            hits = [carried[vibe, targets].sum(), carried[index.attribute_position(popular), targets].sum()]
+            rows.append((int(user), *hits, len(targets), len(targets) * base[vibe]))
     if not rows:
         return {"users": 0}
-    users, inferred_hits, popular_hits, n = (np.array(c, dtype=float) for c in zip(*rows))
+    users, inferred_hits, popular_hits, n, chance = (np.array(c, dtype=float) for c in zip(*rows))
     codes = users.astype(int)
     weights = bootstrap_weights(len(codes), n_boot, seed)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -276,6 +279,8 @@ def evaluate_intent(index: AttributeIndex, events: pd.DataFrame, *, n_boot: int,
         "inferred": ratio_ci(codes, inferred_hits, n, n_boot, seed),
         "popularity": ratio_ci(codes, popular_hits, n, n_boot, seed),
         "difference": {"value": float((inferred_hits.sum() - popular_hits.sum()) / n.sum()), "ci": percentile_ci(gap)},
+        # hits over what the vibe's share of everyone's next positives predicts (the popular vibe scores 1 by design)
+        "inferred_lift": ratio_ci(codes, inferred_hits, chance, n_boot, seed),
     }
 
 
