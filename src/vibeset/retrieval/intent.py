@@ -15,9 +15,11 @@ aliases are looked up before the encoder runs, and encoded clauses are cached.
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -71,6 +73,11 @@ class Intent:
     explanation: str = ""
     ignored: list[str] = field(default_factory=list)
     fallback: bool = False  # nothing matched and the answer is unrestricted
+
+    @cached_property
+    def encoded(self) -> bytes:
+        """``to_json`` as compact JSON bytes, made once per intent (a cached explicit intent is reused)."""
+        return json.dumps(self.to_json(), separators=(",", ":")).encode()
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"matched": self.attributes, "excluded": self.excluded, "ignored": self.ignored,

@@ -67,6 +67,7 @@ class Recommender:
         self.lineage = {"index_version": index.version, **index.manifest.get("lineage", {})}
         self._lineage_json = _dumps(self.lineage)
         self._fragments: list[bytes | None] = [None] * len(index)
+        self._explicit_cache: dict[str, Intent] = {}  # vibe lists as asked (intents are immutable)
 
     @property
     def parser(self) -> QueryParser:
@@ -93,9 +94,16 @@ class Recommender:
         if text is None or not text.strip():
             return infer_intent(self.index, self.user_row(user))
         check_length(text)
+        cached = self._explicit_cache.get(text)
+        if cached is not None:
+            return cached
         if not self.is_free_text(text):
             tokens = [t.strip() for t in text.split(",") if t.strip()]
-            return self.explicit([t for t in tokens if t[0] not in "-!"], [t.lstrip("-!") for t in tokens if t[0] in "-!"])
+            intent = self.explicit([t for t in tokens if t[0] not in "-!"], [t.lstrip("-!") for t in tokens if t[0] in "-!"])
+            if len(self._explicit_cache) >= 4096:
+                self._explicit_cache.clear()
+            self._explicit_cache[text] = intent
+            return intent
         return self.check(self.parser.parse(text, fallback=fallback))
 
     def is_free_text(self, text: str) -> bool:
@@ -148,7 +156,7 @@ class Recommender:
         result = self.search(self.user_row(user), intent, k=k, blend=blend, ranker=ranker)
         items = b",".join(self._fragment(row) + repr(round(float(score), 6)).encode() + b"}"
                           for row, score in zip(result.rows.tolist(), result.scores.tolist()))
-        return b"".join((b'{"user":', _dumps(user), b',"intent":', _dumps(intent.to_json()), b',"ranker":', _dumps(ranker),
+        return b"".join((b'{"user":', _dumps(user), b',"intent":', intent.encoded, b',"ranker":', _dumps(ranker),
                          b',"blend":', _dumps(blend), b',"index_version":', _dumps(self.index.version),
                          b',"items":[', items, b"]}"))
 

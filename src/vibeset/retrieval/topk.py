@@ -133,13 +133,10 @@ class RestrictedTopK:
         for a in exclude:
             miss = ~self._member(a, rows)
             keep = miss if keep is None else keep & miss
-        if seen is not None and len(seen):
-            at = np.searchsorted(rows, seen)
-            found = at[(at < len(rows))]
-            found = found[rows[found] == seen[at < len(rows)]]
-            if len(found):
-                keep = np.ones(len(rows), dtype=bool) if keep is None else keep.copy()
-                keep[found] = False
+        found = None
+        if seen is not None and len(seen) and len(rows):
+            at = np.minimum(np.searchsorted(rows, seen), len(rows) - 1)
+            found = at[rows[at] == seen]  # positions in ``rows`` of the seen items it holds
 
         if plan == "block":
             scores = self.blocks[driver] @ user
@@ -147,7 +144,12 @@ class RestrictedTopK:
                 scores += blend * self._attribute_score(driver, others, rows, None)
             if keep is not None:
                 scores[~keep] = -np.inf
+            if found is not None:
+                scores[found] = -np.inf
             return self._top(rows, scores, k, plan)
+        if found is not None and len(found):
+            keep = np.ones(len(rows), dtype=bool) if keep is None else keep.copy()
+            keep[found] = False
 
         selected = np.flatnonzero(keep) if keep is not None else None
         if selected is not None:

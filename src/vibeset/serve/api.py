@@ -25,6 +25,7 @@ from typing import Annotated, Any, Callable
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from starlette.datastructures import QueryParams
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field
 from threadpoolctl import threadpool_limits
@@ -229,11 +230,13 @@ def create_app(
         static_url=DOCS_STATIC,
     )
     app.state.live = live
+    app.add_middleware(RecommendPath, live=live)
     app.add_middleware(BodyLimit)
     if expected is not None:
         app.add_middleware(BearerAuth, expected=expected)
     app.add_exception_handler(RequestValidationError, _invalid)
     _routes(app, live)
+    _document_get(app)
     mount_web(app, workspace)
     return app
 
@@ -271,9 +274,7 @@ def _answer(recommender: Recommender, user: str, build: Callable[[Recommender], 
         return _error(400, str(err))
 
 
-#: GET /recommend's query parameters, documented for OpenAPI and checked by ``_recommend_query``, which
-#: reads them straight from the query string: FastAPI's per-parameter machinery cost more than the
-#: restricted top-K itself.
+#: GET /recommend's query parameters, documented for OpenAPI and checked by ``_recommend_query``.
 RECOMMEND_QUERY = (
     ("user", {"type": "string", "minLength": 1, "maxLength": MAX_ID}, True, "user id from the interactions"),
     ("intent", {"type": "string", "maxLength": MAX_CHARS}, False,
@@ -322,25 +323,58 @@ def _recommend_query(params: Any) -> dict[str, Any]:
             "fallback": fallback in ("true", "1", "yes")}
 
 
+async def recommend_get(live: _Live, params: Any) -> Response:
+    """GET /recommend: the checked query, the intent (free text parsed in a thread), one version's answer."""
+    try:
+        q = _recommend_query(params)
+    except _BadQuery as err:
+        return _error(422, str(err))
+    recommender = live.recommender  # one version for the whole answer
+    user, intent, fallback = q["user"], q["intent"], q["fallback"]
+    build = lambda r: r.intent(user, intent, fallback=fallback)  # noqa: E731
+    options = {"k": q["k"], "blend": q["blend"], "ranker": q["ranker"]}
+    if intent and recommender.is_free_text(intent):  # the encoder path runs off the event loop
+        return await asyncio.to_thread(_answer, recommender, user, build, **options)
+    return _answer(recommender, user, build, **options)
+
+
+class RecommendPath:
+    """Pure ASGI: GET /recommend is answered before routing. FastAPI's per-request routing and
+    dependency machinery cost more than the restricted top-K; auth and the body limit still wrap it."""
+
+    def __init__(self, app: Any, live: _Live) -> None:
+        self.app = app
+        self.live = live
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "http" and scope["path"] == "/recommend" and scope["method"] == "GET":
+            response = await recommend_get(self.live, QueryParams(scope["query_string"]))
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _document_get(app: FastAPI) -> None:
+    """OpenAPI for GET /recommend, which ``RecommendPath`` serves outside the router."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schema["paths"].setdefault("/recommend", {})["get"] = {
+                "summary": "Recommend for a user, intent from text or inferred", "operationId": "recommend_get",
+                "parameters": [{"name": n, "in": "query", "required": r, "schema": sch, "description": d}
+                               for n, sch, r, d in RECOMMEND_QUERY],
+                "responses": {"200": {"description": "the user, the intent as understood, the ranker and the items"},
+                              "404": {"description": "unknown user"}, "422": {"description": "a bad parameter or intent"}},
+            }
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def _routes(app: FastAPI, live: _Live) -> None:
-    parameters = [{"name": n, "in": "query", "required": r, "schema": schema, "description": d}
-                  for n, schema, r, d in RECOMMEND_QUERY]
-
-    @app.get("/recommend", summary="Recommend for a user, intent from text or inferred",
-             openapi_extra={"parameters": parameters})
-    async def recommend_get(request: Request) -> Response:
-        try:
-            q = _recommend_query(request.query_params)
-        except _BadQuery as err:
-            return _error(422, str(err))
-        recommender = live.recommender  # one version for the whole answer
-        user, intent, fallback = q["user"], q["intent"], q["fallback"]
-        build = lambda r: r.intent(user, intent, fallback=fallback)  # noqa: E731
-        options = {"k": q["k"], "blend": q["blend"], "ranker": q["ranker"]}
-        if intent and recommender.is_free_text(intent):  # the encoder path runs off the event loop
-            return await asyncio.to_thread(_answer, recommender, user, build, **options)
-        return _answer(recommender, user, build, **options)
-
     @app.post("/recommend", summary="Recommend for a user with explicit vibes and exclusions")
     async def recommend_post(body: RecommendRequest) -> Response:
         return _answer(live.recommender, body.user, lambda r: r.explicit(body.attributes, body.excluded),
