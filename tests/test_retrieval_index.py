@@ -5,7 +5,7 @@ import pytest
 
 from vibeset.encoder import MiniLMEncoder
 from vibeset.errors import DataError, UnknownAttributeError
-from vibeset.retrieval import explicit_intent, infer_intent, list_versions, load_index
+from vibeset.retrieval import Recommender, explicit_intent, infer_intent, list_versions, load_index
 from vibeset.retrieval.intent import IntentError, QueryParser
 from vibeset.retrieval.synthetic import synthetic_index
 from vibeset.workspace import load_workspace
@@ -86,3 +86,18 @@ def test_contradictions_and_bounds(parser):
         parser.parse("dark " * 60)
     with pytest.raises(IntentError, match="5 clauses; at most 4"):
         parser.parse(", ".join(["dark"] * 5))
+
+
+def test_two_vibes_that_never_go_together_are_a_contradiction():
+    import dataclasses
+
+    index = synthetic_index(items=1000, users=10, attributes=3, seed=1)
+    halves = [np.arange(0, 500), np.arange(500, 1000), np.arange(0, 1000, 2)]  # a0 and a1 disjoint; a2 meets both
+    index = dataclasses.replace(index, post_offsets=np.cumsum([0, *map(len, halves)]),
+                                post_rows=np.concatenate(halves).astype(np.int32), post_scores=np.ones(2000, np.float32))
+    recommender = Recommender(index)
+    with pytest.raises(IntentError, match="contradictory intent: a0 and a1 go together on 0 videos where chance predicts 250"):
+        recommender.intent("u1", "a0,a1")
+    assert recommender.intent("u1", "a0,a2").attributes == ["a0", "a2"]
+    with pytest.raises(IntentError, match="a2 both requested and excluded"):
+        recommender.intent("u1", "a2,-a2")
