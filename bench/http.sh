@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# HTTP benchmark of GET /recommend: wrk, 16 connections, random users and attributes, k=10,
-# against `vibeset serve --workers 2` and against a plain FastAPI baseline, in the same run.
-# Usage: bench/http.sh [DURATION_SECONDS]   (default 60; needs Debian's `wrk`)
+# HTTP benchmark of GET /recommend against GET /healthz of the same server, in the same run:
+# wrk, 16 connections, random users and vibes, k=10, `vibeset serve --workers 2`, over a synthetic
+# index of 100k items x 64-d, 50 vibes, 10k users. ROUNDS rounds alternate /healthz and /recommend;
+# the ratio of each round and their median are printed, with the load average.
+# Then, once, a plain FastAPI handler (one BLAS thread) serving the same index, for reference.
+# Usage: bench/http.sh [DURATION_SECONDS] [ROUNDS]   (default 20 s, 3 rounds; needs Debian's `wrk`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DURATION="${1:-60}"
+DURATION="${1:-20}"
+ROUNDS="${2:-3}"
 PY=.venv/bin/python
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"; exit 2; }
 WORK="$(mktemp -d)"
@@ -22,9 +26,11 @@ LUA
 
 wait_up() { for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$1/$2" >/dev/null 2>&1 && return 0; sleep 0.2; done; echo "server on $1 did not start"; exit 1; }
 
-run_wrk() {  # name port -> one summary line
-  local out; out="$(wrk -t2 -c16 -d"${DURATION}s" --latency -s "$WORK/random.lua" "http://127.0.0.1:$2")"
-  echo "$out" > "$WORK/$1.txt"
+run_wrk() {  # name port path-or-script -> one summary line; requests/s in $WORK/name.rps
+  local script=()
+  local url="http://127.0.0.1:$2$3"
+  if [[ "$3" == *.lua ]]; then script=(-s "$3"); url="http://127.0.0.1:$2"; fi
+  local out; out="$(wrk -t2 -c16 -d"${DURATION}s" --latency "${script[@]}" "$url")"
   local rps p50 p99 non2xx sock
   rps="$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
   p50="$(awk '$1=="50%" {print $2}' <<<"$out")"
@@ -39,27 +45,24 @@ PORT=18731
 $PY -c "from vibeset.cli import main; main()" serve --index "$WORK/index" --port $PORT --workers 2 &
 PIDS+=($!)
 wait_up $PORT healthz
-VIBE="$(run_wrk vibeset $PORT)"
+curl -sf "http://127.0.0.1:$PORT/recommend?user=u1&intent=a1&k=10" >/dev/null
+RATIOS=()
+for round in $(seq 1 "$ROUNDS"); do
+  run_wrk "healthz_$round" $PORT /healthz
+  run_wrk "recommend_$round" $PORT "$WORK/random.lua"
+  RATIOS+=("$(awk -v a="$(cat "$WORK/recommend_$round.rps")" -v b="$(cat "$WORK/healthz_$round.rps")" 'BEGIN {printf "%.3f", a/b}')")
+  echo "round $round: /recommend / /healthz = ${RATIOS[-1]} (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+done
 kill "${PIDS[0]}"; wait "${PIDS[0]}" 2>/dev/null || true
 
-BPORT=18732
-VIBESET_SERVE_TARGET="$WORK/index" .venv/bin/uvicorn --app-dir bench http_baseline:app --port $BPORT --workers 2 --log-level warning &
-PIDS+=($!)
-wait_up $BPORT "recommend?user=u1&intent=a1"
-BASE="$(run_wrk baseline $BPORT)"
-kill "${PIDS[1]}"; wait "${PIDS[1]}" 2>/dev/null || true
-
-# the same plain handler with the one setting that matters most: one BLAS thread per worker
 TPORT=18733
 OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 VIBESET_SERVE_TARGET="$WORK/index" \
   .venv/bin/uvicorn --app-dir bench http_baseline:app --port $TPORT --workers 2 --log-level warning --no-access-log &
 PIDS+=($!)
 wait_up $TPORT "recommend?user=u1&intent=a1"
-TUNED="$(run_wrk baseline_1blas $TPORT)"
+run_wrk baseline_1blas $TPORT "$WORK/random.lua"
 
-echo "$VIBE"
-echo "$BASE"
-echo "$TUNED"
-ratio() { awk -v a="$(cat "$WORK/vibeset.rps")" -v b="$(cat "$WORK/$1.rps")" 'BEGIN {printf "%.2f", a/b}'; }
-echo "throughput ratio vibeset/baseline: $(ratio baseline); vibeset/baseline with one BLAS thread: $(ratio baseline_1blas)"
+MEDIAN="$(printf '%s\n' "${RATIOS[@]}" | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}')"
+echo "median over $ROUNDS rounds of /recommend / /healthz throughput: $MEDIAN (rounds: ${RATIOS[*]})"
+echo "vibeset /recommend (last round) / plain FastAPI handler: $(awk -v a="$(cat "$WORK/recommend_$ROUNDS.rps")" -v b="$(cat "$WORK/baseline_1blas.rps")" 'BEGIN {printf "%.2f", a/b}')"
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"

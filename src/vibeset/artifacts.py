@@ -81,6 +81,8 @@ KINDS: dict[str, Kind] = {
              content=("part-*.parquet", "*.parquet")),
         Kind("silver", "silver/{name}", "vibeset silver", "the Silver Set: a stratified sample with its teacher labels"),
         Kind("student", "models/student", "vibeset distill", "the distilled student (ONNX) and its report"),
+        Kind("ranker", "models/ranker", "vibeset ranker",
+             "the sequential ranker (ONNX) and the default ranker and blend chosen on validation"),
         Kind("index", "index", "vibeset index build", "the attribute index versions restricted retrieval serves",
              content=("CURRENT",)),
         Kind("metrics", "metrics", "vibeset evaluate", "annotators vs the golden set and a single human rater"),

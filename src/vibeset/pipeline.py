@@ -7,9 +7,10 @@
     silver          teacher + golden + interactions                  -> silver/<teacher>
     distill         silver + shards + cf + golden                    -> student
     label           student + shards                                 -> annotations/student
-    index           labels + cf                                      -> index
+    ranker          labels + cf + shards + interactions              -> ranker
+    index           labels + cf (+ ranker)                           -> index
     evaluate        golden + teacher + labels                        -> metrics
-    eval-retrieval  index + shards + golden                          -> retrieval
+    eval-retrieval  index + shards + golden (+ ranker)               -> retrieval
     report          metrics + student + retrieval + index            -> report
 
 A stage's fingerprint hashes its name, the vibeset version, the settings it reads, the content
@@ -322,10 +323,30 @@ def _label(ctx: Context) -> str:
             f"{summary['videos_per_s']:,.0f} videos/s")
 
 
+def _ranker(ctx: Context) -> str:
+    from .retrieval.ranker import train_ranker
+
+    settings = {key: ctx.options[key] for key in ("epochs", "dim", "max_len", "layers", "history") if key in ctx.options}
+    outcome = train_ranker(ctx.workspace, ctx.inputs["labels"], ctx.inputs["cf"], ctx.inputs["shards"],
+                           ctx.artifacts.get("ranker"), ctx.stamp(), settings={"seed": ctx.config.seed, **settings},
+                           k=ctx.options.get("k", 10), last=ctx.options.get("last", 5))
+    ctx.results.update(outcome)
+    chosen, k = outcome["selection"]["chosen"], outcome["selection"]["split"]["k"]
+    best = max(outcome["selection"]["table"], key=lambda r: r[f"ndcg@{k}"]["value"])
+    return (f"sasrec trained in {outcome['train_seconds']:.0f} s; validation picks {chosen['ranker']} at blend "
+            f"{chosen['blend']:g} (NDCG@{k} {fmt(best[f'ndcg@{k}']['value'])})")
+
+
+def _ranker_input(ctx: Context) -> dict[str, Artifact]:
+    """The ranker, when one was trained (an index over labels and ALS alone is still an index)."""
+    ranker = ctx.artifacts.get("ranker")
+    return {"ranker": ranker} if ranker.exists() else {}
+
+
 def _index(ctx: Context) -> str:
     from .retrieval.build import build_workspace_index, save_index
 
-    index = build_workspace_index(ctx.workspace, ctx.inputs["labels"], ctx.inputs["cf"])
+    index = build_workspace_index(ctx.workspace, ctx.inputs["labels"], ctx.inputs["cf"], ctx.inputs.get("ranker"))
     save_index(index, ctx.artifacts.get("index"), ctx.stamp(), keep=ctx.options.get("keep", 3))
     ctx.results["index"] = index
     lengths = np.diff(index.post_offsets)
@@ -360,12 +381,20 @@ def _h2h(report: Mapping[str, Any], name: str) -> float | None:
 def _eval_retrieval(ctx: Context) -> str:
     from .progress import progress_bar
     from .retrieval.evaluation import evaluate_workspace, write_evaluation
+    from .retrieval.sequential import PARAMS as SEQUENTIAL_PARAMS
 
     versions = ctx.options.get("versions")
-    with progress_bar(None, "replaying held-out positives") as advance:
-        report = evaluate_workspace(ctx.workspace, ctx.inputs["index"], ctx.inputs["shards"], k=ctx.options.get("k", 10),
-                                    test_fraction=ctx.options.get("test_fraction", 0.1), versions=versions,
-                                    n_boot=ctx.options.get("n_boot", 1000), progress=advance)
+    ranker = ctx.inputs.get("ranker")
+    meta = ranker.complete_manifest().meta if ranker else {}
+    with progress_bar(None, "answering held-out queries") as advance:
+        report = evaluate_workspace(
+            ctx.workspace, ctx.inputs["index"], ctx.inputs["shards"],
+            sequential={key: meta[key] for key in SEQUENTIAL_PARAMS if key in meta} if ranker else None,
+            blends=meta.get("selection", {}).get("blends", {}), k=ctx.options.get("k", 10), last=ctx.options.get("last", 5),
+            test_fraction=ctx.options.get("test_fraction", 0.1), versions=versions, n_boot=ctx.options.get("n_boot", 1000),
+            progress=advance)
+    if ranker:
+        report["selection"] = meta.get("selection", {})
     write_evaluation(report, ctx.artifacts.get("retrieval-evaluation"), ctx.stamp())
     ctx.results["report"] = report
     k = report["k"]
@@ -412,14 +441,18 @@ STAGES: tuple[Stage, ...] = (
           lambda ctx: {**({} if "model" in ctx.options else {"student": ctx.artifacts.get("student")}),
                        **({} if "videos" in ctx.options else {"shards": ctx.artifacts.get("shards")})},
           lambda ctx: {"labels": ctx.labels()}, _label),
+    Stage("ranker", "the sequential ranker, and the default ranker and blend chosen on validation",
+          lambda ctx: {"labels": ctx.labels(), "cf": ctx.artifacts.get("cf"), "shards": ctx.artifacts.get("shards")},
+          lambda ctx: {"ranker": ctx.artifacts.get("ranker")}, _ranker, _interaction_sources, ("seed",)),
     Stage("index", "the attribute index restricted retrieval serves",
-          lambda ctx: {"labels": ctx.labels(), "cf": ctx.artifacts.get("cf")}, lambda ctx: {"index": ctx.artifacts.get("index")},
-          _index, _interaction_sources),
+          lambda ctx: {"labels": ctx.labels(), "cf": ctx.artifacts.get("cf"), **_ranker_input(ctx)},
+          lambda ctx: {"index": ctx.artifacts.get("index")}, _index, _interaction_sources),
     Stage("evaluate", "teacher and student against the golden test split and a single human rater",
           lambda ctx: {"golden": ctx.artifacts.get("golden"), "teacher": ctx.teacher(), "labels": ctx.labels()},
           lambda ctx: {"metrics": ctx.artifacts.get("metrics")}, _evaluate, settings=("teacher",)),
     Stage("eval-retrieval", "restricted vs unrestricted retrieval offline",
-          lambda ctx: {"index": ctx.artifacts.get("index"), "shards": ctx.artifacts.get("shards"), "golden": ctx.artifacts.get("golden")},
+          lambda ctx: {"index": ctx.artifacts.get("index"), "shards": ctx.artifacts.get("shards"),
+                       "golden": ctx.artifacts.get("golden"), **_ranker_input(ctx)},
           lambda ctx: {"evaluation": ctx.artifacts.get("retrieval-evaluation")}, _eval_retrieval, _interaction_sources),
     Stage("report", "the self-contained HTML report (of the stages that ran)",
           lambda ctx: {name: artifact for name, artifact in (

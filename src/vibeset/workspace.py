@@ -52,24 +52,34 @@ class JudgementsConfig(BaseModel):
 
 
 class InteractionColumns(BaseModel):
-    """``rating`` and ``timestamp`` are optional: ``""`` means the file has none (implicit feedback, row order)."""
+    """Which columns hold what. ``rating``, ``weight`` and ``timestamp`` are optional: ``""`` means none.
+
+    Without ``rating`` the interactions are implicit feedback (views, clicks): every one is a
+    positive. ``weight`` (watch time, play count) sets how strongly an interaction counts.
+    """
 
     model_config = ConfigDict(extra="forbid")
     user: str = Field("user_id", min_length=1)
     video: str = Field("video_id", min_length=1)
     rating: str | None = "rating"
+    weight: str | None = None
     timestamp: str | None = "timestamp"
 
-    @field_validator("rating", "timestamp", mode="before")
+    @field_validator("rating", "weight", "timestamp", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
 
 class InteractionsConfig(BaseModel):
+    """User interactions: explicit ratings or implicit feedback (see ``InteractionColumns``)."""
+
     model_config = ConfigDict(extra="forbid")
     path: Path
     columns: InteractionColumns = InteractionColumns()
+    positive: float | None = Field(
+        None, description="a rating at or above this is a like; unset: at or above the user's own mean rating"
+    )
 
 
 RESERVED_SOURCE_NAMES = ("text", "tags", "cf", "sources", "frames", "zero-shot", "tag-similarity", "llm")

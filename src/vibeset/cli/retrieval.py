@@ -95,20 +95,72 @@ def serve(
     )
 
 
-def _fmt(metric: dict) -> str:
-    return fmt(metric["value"], metric["ci"])
+def _fmt(metric: dict | None) -> str:
+    return fmt(metric["value"], metric.get("ci")) if metric else "-"
+
+
+@app.command("ranker")
+def ranker(
+    epochs: Optional[int] = typer.Option(None, help="training epochs of the sequential model (default 5)"),
+    last: int = typer.Option(5, help="each user's last N interactions: the test (set aside) and, before them, validation"),
+    k: int = top_k_option(10, "cut-off K of the validation NDCG that picks the defaults"),
+    workspace_path: Optional[Path] = WorkspaceOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Train the sequential (SASRec-style) ranker; pick the default ranker and blend on a validation split."""
+    ws = workspace(workspace_path)
+    options = {"last": last, "k": k, **({"epochs": epochs} if epochs else {})}
+    outcome, ctx = run_stage(ws, "ranker", options=options)
+    selection = ctx.results["selection"]
+    if as_json:
+        print_json({"run_id": outcome.run_id, **ctx.results})
+        return
+    table = Table(title=f"validation ({selection['split']['kind']}): {selection['queries']} predicted-vibe queries, "
+                        f"{selection['users']} users")
+    for column in ("ranker", "blend", f"ndcg@{k}", f"recall@{k}"):
+        table.add_column(column)
+    for row in selection["table"]:
+        table.add_row(row["ranker"], f"{row['blend']:g}", _fmt(row[f"ndcg@{k}"]), _fmt(row[f"recall@{k}"]))
+    stdout.print(table)
+    console.print(outcome.summary, highlight=False, markup=False)
+
+
+def _split_table(name: str, split: dict, k: int) -> Table:
+    table = Table(title=f"{name}: {split['users']} users, {split['events']:,} held-out positives; 95% CIs resample users")
+    for column in ("protocol", "system", f"recall@{k}", f"ndcg@{k}", "intent precision (golden)", "coverage"):
+        table.add_column(column)
+    for protocol, block in split["protocols"].items():
+        label = f"{protocol} ({block['queries']:,} q, {block['users']} users)"
+        for system, metrics in block["systems"].items():
+            setup = block["setup"][system]
+            blend = f" @{setup['blend']:g}" if setup["restricted"] and setup["blend"] else ""
+            precision = metrics["intent_precision"]
+            table.add_row(label, system + blend, _fmt(metrics[f"recall@{k}"]), _fmt(metrics[f"ndcg@{k}"]),
+                          f"{_fmt(precision)} n={precision['n']:,}", _fmt(metrics["coverage"]))
+            label = ""
+    return table
+
+
+def _intent_line(name: str, intent: dict) -> str:
+    if not intent.get("users"):
+        return f"{name}: no user with an inferred vibe"
+    return (f"{name}: the inferred vibe carries {_fmt(intent['inferred'])} of a user's next positives, the most common "
+            f"vibe ({intent['popular_vibe']}) {_fmt(intent['popularity'])}; difference {_fmt(intent['difference'])}; "
+            f"over the inferred vibe's base rate {_fmt(intent['inferred_lift'])}x (popularity: 1x) ({intent['users']} users)")
 
 
 @app.command("eval-retrieval")
 def eval_retrieval(
     k: int = top_k_option(10, "cut-off K"),
-    test_fraction: float = typer.Option(0.1, help="share of the interaction time span held out (latest)"),
+    last: int = typer.Option(5, help="per-user split: each user's last N interactions are held out"),
+    test_fraction: float = typer.Option(0.1, help="temporal split: share of the interaction time span held out (latest)"),
     ab: Optional[str] = typer.Option(None, "--ab", help="A/B replay of two index versions 'A,B' (default: previous,current)"),
     bootstrap: int = bootstrap_option(1000),
     workspace_path: Optional[Path] = WorkspaceOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Offline evaluation on a temporal split: restricted vs unrestricted vs popularity, plus an A/B replay.
+    """Offline evaluation: query vibes predicted from history or from golden labels (never from the
+    labels evaluated), per-user and temporal splits, every ranker restricted and not, with CIs.
 
     The report is the retrieval-evaluation artifact (read by 'vibeset report').
     """
@@ -122,34 +174,31 @@ def eval_retrieval(
             fail(f"--ab expects two versions 'A,B' (unique prefixes are enough), got {ab!r}")
         saved = list_versions(artifacts_of(ws).get("index").path)
         versions = tuple(resolve_prefix(part, saved, "index version") for part in parts)
-    options = {"k": k, "test_fraction": test_fraction, "n_boot": bootstrap, **({"versions": versions} if versions else {})}
+    options = {"k": k, "last": last, "test_fraction": test_fraction, "n_boot": bootstrap, **({"versions": versions} if versions else {})}
     _, ctx = run_stage(ws, "eval-retrieval", options=options)
     report = ctx.results["report"]
     if as_json:
         print_json(report)
         return
-    table = Table(
-        title=f"restricted retrieval, temporal split: {report['events']} held-out positives of {report['users']} users, "
-        f"{report['queries']} (user, attribute) queries; 95% CIs resample users"
-    )
-    for column in ("system", f"recall@{k}", f"ndcg@{k}", "intent precision (golden)"):
-        table.add_column(column)
-    for system, metrics in report["systems"].items():
-        precision = metrics["intent_precision"]
-        table.add_row(
-            system, _fmt(metrics[f"recall@{k}"]), _fmt(metrics[f"ndcg@{k}"]), f"{_fmt(precision)} n={precision['n']}"
-        )
-    stdout.print(table)
-    ab_report = report["ab"]
+    defaults = report["defaults"]
+    stdout.print(f"index {report['index_version']}: default ranker {defaults['ranker']}, blend {defaults['blend']:g} "
+                  "(chosen on validation)", highlight=False, markup=False)
+    for name, split in report["splits"].items():
+        stdout.print(_split_table(name, split, k))
+        stdout.print(_intent_line("intent model", split["intent"]))
+    _print_ab(report["ab"], k)
+
+
+def _print_ab(ab_report: dict, k: int) -> None:
     if "skipped" in ab_report:
-        console.print(f"A/B replay: {ab_report['skipped']}")
+        console.print(f"A/B replay: {ab_report['skipped']}", highlight=False, markup=False)
         return
-    table = Table(title=f"replayed A/B: A={ab_report['a']} vs B={ab_report['b']}, {ab_report['queries']} queries")
+    table = Table(title=f"replayed A/B (golden-vibe queries): A={ab_report['a']} vs B={ab_report['b']}, {ab_report['queries']} queries")
     for column in ("metric", "A", "B", "lift B/A [95% CI]"):
         table.add_column(column)
     for metric in (f"recall@{k}", f"ndcg@{k}", "intent_precision"):
         m = ab_report[metric]
-        table.add_row(metric, f"{m['a']:.3f}", f"{m['b']:.3f}", f"{m['lift']:+.1%} [{m['ci'][0]:+.1%}, {m['ci'][1]:+.1%}]")
+        table.add_row(metric, fmt(m["a"]), fmt(m["b"]), fmt(m["lift"], m["ci"]))
     stdout.print(table)
 
 
@@ -166,10 +215,12 @@ EXAMPLE_INTENTS = (None, "something uplifting but not sappy", "dark,-violent")
 @app.command()
 def recommend(
     user: Optional[str] = typer.Option(None, "--user", help="user id"),
-    intent: Optional[str] = typer.Option(None, "--intent", help="attribute names ('dark,-sad') or free text; omitted: inferred"),
+    intent: Optional[str] = typer.Option(None, "--intent", help="vibe names ('dark,-sad') or free text; omitted: inferred"),
     k: int = top_k_option(5, "how many videos"),
-    blend: float = typer.Option(0.0, help="weight of the attribute score in the ranking"),
-    examples: int = typer.Option(0, "--examples", help="show N example users instead (inferred, free-text and explicit intents)"),
+    blend: Optional[float] = typer.Option(None, help="weight of the vibe score in the ranking (default: the index's)"),
+    ranker: Optional[str] = typer.Option(None, help="als or sasrec (default: the index's)"),
+    fallback: bool = typer.Option(False, "--fallback", help="text matching no vibe answers unrestricted (flagged)"),
+    examples: int = typer.Option(0, "--examples", help="show N example users, each with an inferred, a free-text and an explicit intent"),
     workspace_path: Optional[Path] = WorkspaceOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -181,26 +232,31 @@ def recommend(
     ws = workspace(workspace_path)
     recommender = Recommender(load_index(artifacts_of(ws).get("index").path), encoder_factory=lambda: workspace_encoder(ws))
     if examples:
-        queries = [(u, EXAMPLE_INTENTS[i % len(EXAMPLE_INTENTS)]) for i, u in enumerate(_example_users(recommender, examples))]
+        queries = [(u, text) for u in _example_users(recommender, examples) for text in EXAMPLE_INTENTS]
     elif user is None:
         fail("--user is required (or --examples N)")
     else:
         queries = [(user, intent)]
-    answers = [recommender.recommend(u, recommender.intent(u, text), k=k, blend=blend) for u, text in queries]
+    answers = [recommender.recommend(u, recommender.intent(u, text, fallback=fallback), k=k, blend=blend, ranker=ranker)
+               for u, text in queries]
     if as_json:
         print_json(answers if examples else answers[0])
         return
     for answer in answers:
-        got = answer["intent"]
-        how = got.get("query") or got.get("explanation") or ", ".join(got["attributes"])
-        console.print(
-            f"\nuser {answer['user']} - {got['source']} intent: {how} -> "
-            f"attributes {got['attributes'] or 'none'}, excluded {got['excluded'] or 'none'}",
-            highlight=False, markup=False,
-        )
-        for rank, item in enumerate(answer["items"], 1):
-            console.print(f"  {rank}. {item['title']}  ({', '.join(item['attributes'])}; score {item['score']:.3f})",
-                          highlight=False, markup=False)
+        _print_answer(answer)
+
+
+def _print_answer(answer: dict) -> None:
+    got = answer["intent"]
+    how = got.get("query") or got.get("explanation") or ", ".join(got["matched"])
+    flag = " (no vibe matched: unrestricted)" if got.get("fallback") else ""
+    stdout.print(
+        f"\nuser {answer['user']} - {got['source']} intent: {how} -> matched {', '.join(got['matched']) or 'none'}, "
+        f"excluded {', '.join(got['excluded']) or 'none'}, ignored {', '.join(got['ignored']) or 'none'}{flag} "
+        f"[{answer['ranker']}, blend {answer['blend']:g}]"
+    )
+    for rank, item in enumerate(answer["items"], 1):
+        stdout.print(f"  {rank}. {item['title']}  ({', '.join(item['attributes'])}; score {item['score']:.3f})")
 
 
 @bench_app.command("retrieval")

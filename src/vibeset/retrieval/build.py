@@ -16,7 +16,8 @@ from ..interactions import workspace_interactions
 from ..runs import taxonomy_in_use
 from ..workspace import Workspace
 from .collaborative import load_collaborative
-from .index import AttributeIndex, build_index
+from .index import ALS, AttributeIndex, build_index, unit_scale
+from .sequential import SASREC, load_sequential, sequential_vectors
 
 
 def _find(lineage: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -46,8 +47,11 @@ def lineage_chain(labels: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def build_workspace_index(workspace: Workspace, labels: Artifact, collaborative: Artifact) -> AttributeIndex:
-    """The index of a workspace (not saved): collaborative factors of every catalog video, ``labels``' postings."""
+def build_workspace_index(
+    workspace: Workspace, labels: Artifact, collaborative: Artifact, ranker: Artifact | None = None
+) -> AttributeIndex:
+    """The index of a workspace (not saved): collaborative factors of every catalog video, ``labels``' postings,
+    and, given the ``ranker`` artifact, the sequential model's vectors and the defaults chosen offline."""
     taxonomy = taxonomy_in_use(workspace)
     annotations = check_annotations(read_annotations(labels), taxonomy, str(labels.path))
     interactions = workspace_interactions(workspace)
@@ -56,12 +60,19 @@ def build_workspace_index(workspace: Workspace, labels: Artifact, collaborative:
     if fitted.item_ids_ != catalog.ids:
         raise collaborative.error(collaborative.path, "was fitted for another catalog")
     source = labels.lineage()
+    rankers, defaults = {}, {"ranker": ALS, "blend": 0.0, "chosen_by": "no ranker artifact: ALS without blend"}
+    if ranker is not None:
+        model = load_sequential(ranker)
+        rankers[SASREC] = sequential_vectors(model, interactions, fitted.user_ids_, fitted.item_ids_)
+        chosen = ranker.complete_manifest().meta.get("selection", {}).get("chosen", {})
+        defaults = {"ranker": chosen.get("ranker", ALS), "blend": float(chosen.get("blend", 0.0)),
+                    "chosen_by": f"validation NDCG in ranker run {ranker.complete_manifest().run_id}"}
     return build_index(
         item_ids=fitted.item_ids_,
         titles=list(catalog.frame["title"]),
         item_factors=fitted.item_factors_,
         user_ids=fitted.user_ids_,
-        user_factors=fitted.user_factors_,
+        user_factors=unit_scale(fitted.item_factors_, fitted.user_factors_),
         interactions=interactions,
         annotations=annotations,
         taxonomy=taxonomy,
@@ -72,7 +83,9 @@ def build_workspace_index(workspace: Workspace, labels: Artifact, collaborative:
             "collaborative": {**fitted.params(), "cold_items": int(fitted.cold_.sum())},
             "interactions": len(interactions),
             "domain": workspace.config.domain,
+            "defaults": defaults,
         },
+        rankers=rankers,
     )
 
 

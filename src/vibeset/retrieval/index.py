@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import time
@@ -34,6 +35,7 @@ from ..taxonomy import Taxonomy
 
 FORMAT = 1
 POINTER = "CURRENT"
+ALS = "als"
 LINEAGE = ("source", "model", "run_id", "prompt_version", "taxonomy_version")
 ARRAYS = (
     "item_factors",
@@ -67,6 +69,7 @@ class AttributeIndex:
     popularity: np.ndarray  # (items,) float32 interaction counts
     annotations: pd.DataFrame  # every annotation of an indexed video, with lineage
     manifest: dict[str, Any] = field(default_factory=dict)
+    rankers: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # name -> (items, users) beyond ALS
 
     def __post_init__(self) -> None:
         self._item_row = {video_id: row for row, video_id in enumerate(self.item_ids)}
@@ -83,6 +86,25 @@ class AttributeIndex:
 
     def __len__(self) -> int:
         return len(self.item_ids)
+
+    @property
+    def ranker_names(self) -> list[str]:
+        return [ALS, *self.rankers]
+
+    def ranker(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(item vectors, user vectors) of a ranker: ``user . item`` is its personal score."""
+        if name == ALS:
+            return self.item_factors, self.user_factors
+        if name not in self.rankers:
+            raise DataError(f"unknown ranker {name!r}; this index has {', '.join(self.ranker_names)}")
+        return self.rankers[name]
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """The ranker and blend the offline evaluation chose (ALS and 0 for an index without a choice)."""
+        chosen = dict(self.manifest.get("defaults") or {})
+        ranker = chosen.get("ranker", ALS)
+        return {"ranker": ranker if ranker in self.ranker_names else ALS, "blend": float(chosen.get("blend", 0.0))}
 
     def item_row(self, video_id: str) -> int | None:
         return self._item_row.get(video_id)
@@ -136,6 +158,10 @@ class AttributeIndex:
         }
         for name in ARRAYS:
             np.save(staging / f"{name}.npy", np.ascontiguousarray(getattr(self, name)), allow_pickle=False)
+        manifest["rankers"] = self.ranker_names
+        for name, (items, users) in self.rankers.items():
+            np.save(staging / f"{name}.items.npy", np.ascontiguousarray(items, dtype=np.float32), allow_pickle=False)
+            np.save(staging / f"{name}.users.npy", np.ascontiguousarray(users, dtype=np.float32), allow_pickle=False)
         pq.write_table(pa.table({"video_id": self.item_ids, "title": self.titles}), staging / "items.parquet")
         pq.write_table(pa.table({"user_id": self.user_ids}), staging / "users.parquet")
         pq.write_table(pa.Table.from_pandas(self.annotations, preserve_index=False), staging / "annotations.parquet")
@@ -194,17 +220,23 @@ def load_index(path: str | Path, *, version: str | None = None, mmap: bool = Tru
     manifest = files.read_json("manifest.json")
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise files.error(directory / "manifest.json", f"not an index manifest of format {FORMAT}")
-    arrays = {
-        name: files.read(f"{name}.npy", lambda p: np.load(p, mmap_mode="r" if mmap else None, allow_pickle=False))
-        for name in ARRAYS
-    }
+    names = manifest.get("rankers", [ALS])
+    if not isinstance(names, list) or not all(isinstance(n, str) and re.fullmatch(r"[a-z0-9_-]+", n) for n in names):
+        raise files.error(directory / "manifest.json", f"rankers must be a list of names, got {names!r:.80}")
+
+    def load(path: Path) -> np.ndarray:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+
+    arrays = {name: files.read(f"{name}.npy", load) for name in ARRAYS}
+    rankers = {name: (files.read(f"{name}.items.npy", load), files.read(f"{name}.users.npy", load))
+               for name in names if name != ALS}
     items = files.read("items.parquet", pq.read_table).to_pydict()
     users = files.read("users.parquet", pq.read_table).column("user_id").to_pylist()
     annotations = files.read("annotations.parquet", pd.read_parquet)
     with files.reading(directory):
         index = AttributeIndex(
             item_ids=items["video_id"], titles=items["title"], user_ids=users, attributes=list(manifest["attributes"]),
-            annotations=annotations, manifest=manifest, **arrays,
+            annotations=annotations, manifest=manifest, rankers=rankers, **arrays,
         )
         _check_shapes(index)
     return index
@@ -221,6 +253,10 @@ def _check_shapes(index: AttributeIndex) -> None:
         raise DataError("postings or seen-item offsets do not match their arrays")
     if len(index.post_rows) and int(np.max(index.post_rows)) >= items:
         raise DataError("postings name item rows beyond the items")
+    for name, (item_vectors, user_vectors) in index.rankers.items():
+        if item_vectors.shape[0] != items or user_vectors.shape[0] != users or item_vectors.shape[1:] != user_vectors.shape[1:]:
+            raise DataError(f"ranker {name}: vectors {item_vectors.shape} / {user_vectors.shape} do not match "
+                            f"{items} items / {users} users")
 
 
 def build_index(
@@ -235,8 +271,11 @@ def build_index(
     taxonomy: Taxonomy,
     popularity: np.ndarray | None = None,
     manifest: dict[str, Any] | None = None,
+    rankers: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> AttributeIndex:
     """Assemble an index: rows = ``item_ids``; postings from annotations with ``label`` True.
+
+    ``rankers``: more (item vectors, user vectors) pairs beside the ALS factors, by name.
 
     Annotations of videos outside ``item_ids`` and interactions of unknown users or videos are
     dropped (counted in the manifest). A missing score on a positive label counts as 1.
@@ -294,7 +333,19 @@ def build_index(
         ),
         annotations=lineage,
         manifest=info,
+        rankers={name: (np.ascontiguousarray(i, dtype=np.float32), np.ascontiguousarray(u, dtype=np.float32))
+                 for name, (i, u) in (rankers or {}).items()},
     )
+
+
+def unit_scale(items: np.ndarray, users: np.ndarray, *, sample: int = 1024, seed: int = 0) -> np.ndarray:
+    """``users`` scaled so that ``user . item`` has unit spread: a blend weight means the same for every ranker."""
+    if not len(users) or not len(items):
+        return np.asarray(users, dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    rows = rng.choice(len(users), min(sample, len(users)), replace=False)
+    spread = float(np.std(np.asarray(users)[rows] @ np.asarray(items).T))
+    return (np.asarray(users, dtype=np.float32) / spread).astype(np.float32) if spread > 0 else np.asarray(users, np.float32)
 
 
 def seen_matrix(

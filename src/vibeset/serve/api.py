@@ -2,8 +2,13 @@
 
 Each request takes one reference to the live ``Recommender`` and answers from it alone, so an
 answer always comes from one index version. A background task watches the index's ``CURRENT``
-pointer and swaps in a newly built version when it changes. Handlers are async and compute in
-the event loop (a restricted top-K is well under a millisecond); run one BLAS thread per worker.
+pointer and swaps in a newly built version when it changes; a version that fails to open, for
+any reason, is logged and skipped while the last good one keeps serving.
+
+Handlers are async and compute in the event loop (a restricted top-K is well under a
+millisecond; run one BLAS thread per worker). Free text is the one slow path (an encoder call
+per unseen clause): it is capped in length and clauses and parsed in a thread, so it never
+holds the loop. Request bodies, ids, lists and ``k`` are bounded, each with a clear 4xx.
 """
 
 from __future__ import annotations
@@ -12,21 +17,24 @@ import asyncio
 import contextlib
 import hmac
 import json
+import logging
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Annotated, Any, Callable
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from starlette.datastructures import QueryParams
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field
 from threadpoolctl import threadpool_limits
 
-from ..encoder import Encoder, MiniLMEncoder, workspace_encoder
-from ..errors import DataError, UnknownAttributeError, VibesetError
 from ..artifacts import artifacts_of
+from ..encoder import Encoder, MiniLMEncoder, workspace_encoder
+from ..errors import DataError, UnknownAttributeError
 from ..retrieval.index import POINTER, load_index
-from ..retrieval.intent import explicit_intent
+from ..retrieval.intent import MAX_CHARS, IntentError
 from ..retrieval.recommender import Recommender, UnknownUserError
 from ..workspace import CONFIG_NAME, Workspace, load_workspace
 from .web import mount_web
@@ -34,29 +42,38 @@ from .web import mount_web
 TOKEN_ENV = "VIBESET_API_TOKEN"
 TARGET_ENV = "VIBESET_SERVE_TARGET"
 MAX_K = 1000
+MAX_BODY = 16 * 1024
+MAX_ID = 200
+MAX_NAMES = 64
+DOCS_STATIC = "/static-offline-docs"
+log = logging.getLogger("vibeset.serve")
+
+Name = Annotated[str, Field(min_length=1, max_length=100)]
 
 
 class RecommendRequest(BaseModel):
-    """Explicit intent: videos carrying every attribute in ``attributes`` and none in ``excluded``."""
+    """Explicit intent: videos carrying every vibe in ``attributes`` and none in ``excluded``."""
 
     model_config = ConfigDict(extra="forbid")
-    user: str = Field(min_length=1)
-    attributes: list[str] = []
-    excluded: list[str] = []
+    user: str = Field(min_length=1, max_length=MAX_ID)
+    attributes: list[Name] = Field([], max_length=MAX_NAMES)
+    excluded: list[Name] = Field([], max_length=MAX_NAMES)
     k: int = Field(10, ge=1, le=MAX_K)
-    blend: float = Field(0.0, ge=0.0, le=10.0, description="weight of the mean attribute score added to user x item")
+    blend: float | None = Field(None, ge=0.0, le=10.0, description="weight of the mean vibe score added to the "
+                                "personal score; omitted: the index's default, chosen offline")
+    ranker: str | None = Field(None, max_length=32, description="als or sasrec; omitted: the index's default")
 
 
 def _json(value: Any, status: int = 200) -> Response:
     return Response(json.dumps(value, separators=(",", ":")).encode(), status_code=status, media_type="application/json")
 
 
-def _error(status: int, message: str) -> Response:
-    return _json({"error": message}, status)
+def _error(status: int, message: str, **extra: Any) -> Response:
+    return _json({"error": message, **extra}, status)
 
 
 class _Live:
-    """The live recommender and where its index comes from."""
+    """The live recommender and where its index comes from; a broken new version never replaces it."""
 
     def __init__(self, root: Path, encoder_factory: Callable[[], Encoder]) -> None:
         self.root = root
@@ -64,6 +81,7 @@ class _Live:
         self.watch = (root / POINTER).exists()
         self.pointer = self._read_pointer()
         self.recommender = self._open()
+        self.failed: tuple[str | None, str] | None = None  # the pointer that failed and why, logged once
 
     def _read_pointer(self) -> str | None:
         if not self.watch:
@@ -76,15 +94,24 @@ class _Live:
         return Recommender(load_index(self.root), encoder_factory=self.encoder_factory)
 
     def maybe_reload(self) -> bool:
+        """Swap in the version ``CURRENT`` names when it changed and opens; log (once) one that does not."""
         pointer = self._read_pointer()
         if pointer == self.pointer:
             return False
-        recommender = self._open()  # fully built before it becomes visible
+        try:
+            recommender = self._open()  # fully built before it becomes visible
+        except Exception as err:  # noqa: BLE001 - whatever a broken build raises, the last good index serves
+            failure = (pointer, f"{type(err).__name__}: {err}")
+            if failure != self.failed:
+                log.error("index version %s cannot be served (%s); still serving %s",
+                          pointer, failure[1][:300], self.recommender.index.version)
+                self.failed = failure
+            return False
         parser = self.recommender._parser
-        if parser is not None:  # the encoder and attribute vectors carry over when the taxonomy did not change
-            if recommender.index.descriptions == self.recommender.index.descriptions:
-                recommender._parser = parser
-        self.recommender, self.pointer = recommender, pointer
+        if parser is not None and recommender.index.descriptions == self.recommender.index.descriptions:
+            recommender._parser = parser  # the encoder and vibe vectors carry over when the taxonomy did not change
+        self.recommender, self.pointer, self.failed = recommender, pointer, None
+        log.warning("now serving index version %s", recommender.index.version)
         return True
 
 
@@ -104,7 +131,7 @@ def resolve_target(target: Workspace | str | Path) -> tuple[Workspace | None, Pa
 class BearerAuth:
     """Pure ASGI bearer-token check (no per-request task or body wrapping, unlike BaseHTTPMiddleware)."""
 
-    OPEN = frozenset({"/healthz", "/docs", "/openapi.json", "/redoc"})
+    OPEN = frozenset({"/healthz", "/docs", "/openapi.json", "/redoc", "/docs/oauth2-redirect"})
     DENIED = json.dumps({"error": "missing or invalid bearer token"}).encode()
 
     def __init__(self, app: Any, expected: bytes) -> None:
@@ -112,15 +139,61 @@ class BearerAuth:
         self.expected = expected
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] == "http" and scope["path"] not in self.OPEN:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and path not in self.OPEN and not path.startswith(DOCS_STATIC + "/"):
             given = dict(scope["headers"]).get(b"authorization", b"")
             if not hmac.compare_digest(given, self.expected):
-                headers = [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer"),
-                           (b"content-length", str(len(self.DENIED)).encode())]
-                await send({"type": "http.response.start", "status": 401, "headers": headers})
-                await send({"type": "http.response.body", "body": self.DENIED})
+                await _send_json(send, 401, self.DENIED, [(b"www-authenticate", b"Bearer")])
                 return
         await self.app(scope, receive, send)
+
+
+async def _send_json(send: Callable, status: int, body: bytes, headers: list | None = None) -> None:
+    head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *(headers or [])]
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyLimit:
+    """Pure ASGI: a request body over ``limit`` bytes is a 413, by its Content-Length or while it streams."""
+
+    def __init__(self, app: Any, limit: int = MAX_BODY) -> None:
+        self.app = app
+        self.limit = limit
+        self.refusal = json.dumps({"error": f"request body too large; at most {limit:,} bytes"}).encode()
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            await _send_json(send, 413, self.refusal)
+            return
+        received, started = 0, False
+
+        async def counted() -> dict:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise _TooLarge
+            return message
+
+        async def tracked(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, tracked)
+        except _TooLarge:
+            if not started:
+                await _send_json(send, 413, self.refusal)
+
+
+class _TooLarge(Exception):
+    pass
 
 
 def create_app(
@@ -132,6 +205,11 @@ def create_app(
     its ``CURRENT`` pointer changes (checked every ``poll_interval`` seconds).
     """
     threadpool_limits(1)
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s vibeset.serve %(levelname)s %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
     workspace, root, encoder_factory = resolve_target(workspace_or_index_dir)
     live = _Live(root, encoder_factory)
     token = token if token is not None else os.environ.get(TOKEN_ENV, "")
@@ -139,75 +217,176 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI):
-        async def watch() -> None:
-            while True:
-                await asyncio.sleep(poll_interval)
-                with contextlib.suppress(VibesetError, OSError):  # a broken build keeps the old index serving
-                    await asyncio.to_thread(live.maybe_reload)
-
-        task = asyncio.create_task(watch()) if live.watch else None
+        task = asyncio.create_task(_watch(live, poll_interval)) if live.watch else None
         yield
         if task:
             task.cancel()
 
-    app = FastAPI(
+    app = FastAPIOffline(
         title="vibeset retrieval",
         description="Personalized retrieval restricted to videos carrying nuanced attributes ('vibes').",
         lifespan=lifespan,
+        static_url=DOCS_STATIC,
     )
     app.state.live = live
-
+    app.add_middleware(RecommendPath, live=live)
+    app.add_middleware(BodyLimit)
     if expected is not None:
         app.add_middleware(BearerAuth, expected=expected)
+    app.add_exception_handler(RequestValidationError, _invalid)
+    _routes(app, live)
+    _document_get(app)
+    mount_web(app, workspace)
+    return app
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, err: RequestValidationError) -> Response:
-        problems = err.errors()
-        if any(p.get("type") == "json_invalid" for p in problems):
-            return _error(400, f"malformed JSON body: {problems[0].get('ctx', {}).get('error', 'cannot parse')}")
-        parts = []
-        for p in problems:
-            where = ".".join(str(x) for x in p.get("loc", ()) if x not in ("query", "body", "path"))
-            parts.append(f"{where or 'request'}: {p.get('msg')}")
-        return _error(422, "; ".join(parts))
 
-    def answer(user: str, build_intent: Callable[[Recommender], Any], k: int, blend: float) -> Response:
-        recommender = live.recommender  # one version for the whole answer
+async def _watch(live: _Live, poll_interval: float) -> None:
+    while True:
+        await asyncio.sleep(poll_interval)
         try:
-            intent = build_intent(recommender)
-            return _json(recommender.recommend(user, intent, k=k, blend=blend))
-        except UnknownUserError as err:
-            return _error(404, str(err))
-        except (UnknownAttributeError, DataError) as err:
-            return _error(400, str(err))
+            await asyncio.to_thread(live.maybe_reload)
+        except Exception:  # noqa: BLE001 - the watcher outlives any error; maybe_reload logs its own
+            log.exception("index watcher error; still serving %s", live.recommender.index.version)
 
-    @app.get("/recommend", summary="Recommend for a user, intent from text or inferred")
-    async def recommend_get(
-        user: str = Query(..., min_length=1, description="user id from the interactions"),
-        intent: str | None = Query(
-            None,
-            description="attribute names ('dark,-sad' excludes sad) or free text ('uplifting but not sappy'); "
-            "omitted: inferred from the user's history",
-        ),
-        k: int = Query(10, ge=1, le=MAX_K),
-        blend: float = Query(0.0, ge=0.0, le=10.0),
-    ) -> Response:
-        return answer(user, lambda r: r.intent(user, intent), k, blend)
 
-    @app.post("/recommend", summary="Recommend for a user with explicit attributes and exclusions")
+async def _invalid(_: Request, err: RequestValidationError) -> Response:
+    problems = err.errors()
+    if any(p.get("type") == "json_invalid" for p in problems):
+        return _error(400, f"malformed JSON body: {problems[0].get('ctx', {}).get('error', 'cannot parse')}")
+    parts = []
+    for p in problems:
+        where = ".".join(str(x) for x in p.get("loc", ()) if x not in ("query", "body", "path"))
+        parts.append(f"{where or 'request'}: {p.get('msg')}")
+    return _error(422, "; ".join(parts))
+
+
+def _answer(recommender: Recommender, user: str, build: Callable[[Recommender], Any], **options: Any) -> Response:
+    """One answer from one index version; user errors become 4xx with the reason."""
+    try:
+        body = recommender.recommend_json(user, build(recommender), **options)
+        return Response(body, media_type="application/json")
+    except UnknownUserError as err:
+        return _error(404, str(err))
+    except IntentError as err:
+        return _error(422, str(err), closest=err.closest)
+    except (UnknownAttributeError, DataError) as err:
+        return _error(400, str(err))
+
+
+#: GET /recommend's query parameters, documented for OpenAPI and checked by ``_recommend_query``.
+RECOMMEND_QUERY = (
+    ("user", {"type": "string", "minLength": 1, "maxLength": MAX_ID}, True, "user id from the interactions"),
+    ("intent", {"type": "string", "maxLength": MAX_CHARS}, False,
+     "vibe names ('dark,-sad' excludes sad) or free text ('uplifting but not sappy'); omitted: inferred from the "
+     "user's history. Text matching no vibe is a 422 naming the closest vibes."),
+    ("k", {"type": "integer", "minimum": 1, "maximum": MAX_K, "default": 10}, False, "how many videos"),
+    ("blend", {"type": "number", "minimum": 0.0, "maximum": 10.0}, False,
+     "weight of the mean vibe score added to the personal score; omitted: the index's default, chosen offline"),
+    ("ranker", {"type": "string", "maxLength": 32}, False, "als or sasrec; omitted: the index's default"),
+    ("fallback", {"type": "boolean", "default": False}, False,
+     "text matching no vibe answers unrestricted (flagged) instead of a 422"),
+)
+
+
+class _BadQuery(ValueError):
+    pass
+
+
+def _number(name: str, text: str, kind: type, low: float, high: float) -> Any:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise _BadQuery(f"{name}: Input should be a valid {'integer' if kind is int else 'number'}") from None
+    if not low <= value <= high:
+        raise _BadQuery(f"{name}: Input should be between {low:g} and {high:g}")
+    return value
+
+
+def _recommend_query(params: Any) -> dict[str, Any]:
+    """The checked parameters of GET /recommend (``_BadQuery`` names the first bad one)."""
+    user, intent = params.get("user"), params.get("intent")
+    if not user:
+        raise _BadQuery("user: Field required")
+    for name, value in (("user", user), ("intent", intent)):
+        if value is not None and len(value) > (MAX_ID if name == "user" else MAX_CHARS):
+            raise _BadQuery(f"{name}: String should have at most {MAX_ID if name == 'user' else MAX_CHARS} characters")
+    ranker = params.get("ranker")
+    if ranker is not None and len(ranker) > 32:
+        raise _BadQuery("ranker: String should have at most 32 characters")
+    fallback = params.get("fallback", "false").lower()
+    if fallback not in ("true", "false", "1", "0", "yes", "no"):
+        raise _BadQuery("fallback: Input should be a valid boolean")
+    blend = params.get("blend")
+    return {"user": user, "intent": intent, "k": _number("k", params.get("k", "10"), int, 1, MAX_K),
+            "blend": None if blend is None else _number("blend", blend, float, 0.0, 10.0), "ranker": ranker,
+            "fallback": fallback in ("true", "1", "yes")}
+
+
+async def recommend_get(live: _Live, params: Any) -> Response:
+    """GET /recommend: the checked query, the intent (free text parsed in a thread), one version's answer."""
+    try:
+        q = _recommend_query(params)
+    except _BadQuery as err:
+        return _error(422, str(err))
+    recommender = live.recommender  # one version for the whole answer
+    user, intent, fallback = q["user"], q["intent"], q["fallback"]
+    build = lambda r: r.intent(user, intent, fallback=fallback)  # noqa: E731
+    options = {"k": q["k"], "blend": q["blend"], "ranker": q["ranker"]}
+    if intent and recommender.is_free_text(intent):  # the encoder path runs off the event loop
+        return await asyncio.to_thread(_answer, recommender, user, build, **options)
+    return _answer(recommender, user, build, **options)
+
+
+class RecommendPath:
+    """Pure ASGI: GET /recommend is answered before routing. FastAPI's per-request routing and
+    dependency machinery cost more than the restricted top-K; auth and the body limit still wrap it."""
+
+    def __init__(self, app: Any, live: _Live) -> None:
+        self.app = app
+        self.live = live
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "http" and scope["path"] == "/recommend" and scope["method"] == "GET":
+            response = await recommend_get(self.live, QueryParams(scope["query_string"]))
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _document_get(app: FastAPI) -> None:
+    """OpenAPI for GET /recommend, which ``RecommendPath`` serves outside the router."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schema["paths"].setdefault("/recommend", {})["get"] = {
+                "summary": "Recommend for a user, intent from text or inferred", "operationId": "recommend_get",
+                "parameters": [{"name": n, "in": "query", "required": r, "schema": sch, "description": d}
+                               for n, sch, r, d in RECOMMEND_QUERY],
+                "responses": {"200": {"description": "the user, the intent as understood, the ranker and the items"},
+                              "404": {"description": "unknown user"}, "422": {"description": "a bad parameter or intent"}},
+            }
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _routes(app: FastAPI, live: _Live) -> None:
+    @app.post("/recommend", summary="Recommend for a user with explicit vibes and exclusions")
     async def recommend_post(body: RecommendRequest) -> Response:
-        return answer(
-            body.user,
-            lambda r: explicit_intent(r.index.attributes, body.attributes, body.excluded),
-            body.k,
-            body.blend,
-        )
+        return _answer(live.recommender, body.user, lambda r: r.explicit(body.attributes, body.excluded),
+                       k=body.k, blend=body.blend, ranker=body.ranker)
 
     @app.get("/videos/{video_id}", summary="A video's attributes with the lineage of each label")
     async def video(video_id: str) -> Response:
-        found = live.recommender.video(video_id)
+        recommender = live.recommender
+        if len(video_id) > MAX_ID:
+            return _error(422, f"video id is {len(video_id)} characters; at most {MAX_ID}")
+        found = recommender.video(video_id)
         if found is None:
-            return _error(404, f"unknown video {video_id!r}: not in index {live.recommender.index.version}")
+            return _error(404, f"unknown video {video_id!r}: not in index {recommender.index.version}")
         return _json(found)
 
     @app.get("/attributes", summary="The attributes with their definitions and prevalence")
@@ -217,11 +396,10 @@ def create_app(
 
     @app.get("/healthz", summary="Liveness and the index version served")
     async def healthz() -> Response:
-        index = live.recommender.index
-        return _json({"status": "ok", "index_version": index.version, "items": len(index), "users": len(index.user_ids)})
-
-    mount_web(app, workspace)
-    return app
+        recommender = live.recommender
+        index = recommender.index
+        return _json({"status": "ok", "index_version": index.version, "items": len(index), "users": len(index.user_ids),
+                      "rankers": index.ranker_names, "defaults": recommender.defaults})
 
 
 def app_from_env() -> FastAPI:
