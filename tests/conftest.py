@@ -65,7 +65,7 @@ def run_cli(*args: str, workspace: Path | None = None, check: bool = False, time
     )
 
 
-PIPELINE = "\n[pipeline]\nsilver_sample = 200\n"
+PIPELINE = "\n[pipeline]\nsilver_sample = 200\nranker_epochs = 1\n"
 
 
 @pytest.fixture(scope="session")

@@ -29,6 +29,7 @@ VERBS: dict[str, list[str]] = {
     "run": [],
     "embed": [],
     "cf": [],
+    "ranker": ["--epochs", "1"],
     "bench retrieval": ["--items", "2000", "--queries", "2", "--attributes", "3"],
     "bench label": ["--rows", "100", "--texts", "8", "--no-ray"],
     "index build": [],
@@ -185,7 +186,9 @@ def test_index_versions_are_taken_by_prefix(cli, starter_workspace, tmp_path):
     result = cli("eval-retrieval", "--ab", f"{version[:6]},{version[:6]}", "--bootstrap", "5", "--top-k", "5", "--json",
                  workspace=work)
     value = _check(result, as_json=True, codes=(0,), where="--ab by prefix")
-    assert value["ab"]["a"] == value["ab"]["b"] == version and "recall@5" in value["systems"]["restricted-popularity"]
+    assert value["ab"]["a"] == value["ab"]["b"] == version and all(
+        "recall@5" in metrics for split in value["splits"].values() for block in split["protocols"].values()
+        for metrics in block["systems"].values())
 
 
 def _corrupt(path: Path, how: str) -> None:
@@ -203,7 +206,7 @@ ARTIFACT_READERS = [
     ("runs.sqlite", ["runs list", "report", "iterate evaluate --bootstrap 10"]),
     ("shards/*.parquet", ["label", "cf", "distill --bootstrap 10"]),
     ("annotations/student/*.parquet", ["index build", "evaluate -a annotations:{out}/annotations/student --bootstrap 10"]),
-    ("annotations/zero-shot/*.parquet", ["silver", "iterate evaluate -a annotations:{out}/annotations/zero-shot"]),
+    ("annotations/evidence/*.parquet", ["silver", "iterate evaluate -a annotations:{out}/annotations/evidence"]),
     ("golden/artifact.json", ["silver", "golden"]),
     ("models/cf/*", ["index build", "recommend --user user01"]),
     ("retrieval/*.json", ["report"]),

@@ -89,17 +89,17 @@ class KnownLLM(LLMServer):
     that carry no extra information; scripted faults still apply."""
 
     def __init__(self, truth: dict[str, set[str]]) -> None:
-        super().__init__()
-        self.truth = truth
+        super().__init__(logprobs=False)  # its scores are its written confidence (the fallback path)
+        self.vibes = truth  # (the base class's ``truth`` is its own per-title format)
 
     def respond(self, names: list[str], title: str) -> tuple[int, dict[str, str], str | None]:
         status, headers, text = super().respond(names, title)
-        if status != 200 or text is None or title not in self.truth:
+        if status != 200 or text is None or title not in self.vibes:
             return status, headers, text
         body = {}
         for name in names:
             rng = _rng(title, name)
-            label = (name in self.truth[title]) != (rng.random() < FLIP)
+            label = (name in self.vibes[title]) != (rng.random() < FLIP)
             body[name] = {"label": bool(label), "confidence": round(float(rng.uniform(0.6, 0.95)), 3),
                           "evidence": f"{name} judged from the description"}
         return status, headers, json.dumps(body)

@@ -326,7 +326,8 @@ def _label(ctx: Context) -> str:
 def _ranker(ctx: Context) -> str:
     from .retrieval.ranker import train_ranker
 
-    settings = {key: ctx.options[key] for key in ("epochs", "dim", "max_len", "layers", "history") if key in ctx.options}
+    settings = {"epochs": ctx.config.ranker_epochs,
+                **{key: ctx.options[key] for key in ("epochs", "dim", "max_len", "layers", "history") if key in ctx.options}}
     outcome = train_ranker(ctx.workspace, ctx.inputs["labels"], ctx.inputs["cf"], ctx.inputs["shards"],
                            ctx.artifacts.get("ranker"), ctx.stamp(), settings={"seed": ctx.config.seed, **settings},
                            k=ctx.options.get("k", 10), last=ctx.options.get("last", 5))
@@ -443,7 +444,7 @@ STAGES: tuple[Stage, ...] = (
           lambda ctx: {"labels": ctx.labels()}, _label),
     Stage("ranker", "the sequential ranker, and the default ranker and blend chosen on validation",
           lambda ctx: {"labels": ctx.labels(), "cf": ctx.artifacts.get("cf"), "shards": ctx.artifacts.get("shards")},
-          lambda ctx: {"ranker": ctx.artifacts.get("ranker")}, _ranker, _interaction_sources, ("seed",)),
+          lambda ctx: {"ranker": ctx.artifacts.get("ranker")}, _ranker, _interaction_sources, ("seed", "ranker_epochs")),
     Stage("index", "the attribute index restricted retrieval serves",
           lambda ctx: {"labels": ctx.labels(), "cf": ctx.artifacts.get("cf"), **_ranker_input(ctx)},
           lambda ctx: {"index": ctx.artifacts.get("index")}, _index, _interaction_sources),

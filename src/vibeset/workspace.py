@@ -118,6 +118,7 @@ class PipelineConfig(BaseModel):
     max_auc_loss: float = Field(0.02, ge=0, description="distill refuses a student that loses more golden-dev AUC "
                                 "than this to its teacher")
     cf_factors: int = Field(64, ge=2, description="dimension of the collaborative embeddings")
+    ranker_epochs: int = Field(5, ge=1, description="training epochs of the sequential (SASRec) ranker")
     encoder: Literal["fp32", "int8"] = Field("fp32", description="MiniLM precision: fp32 ONNX (the reference, fastest on "
                                              "CPUs without fast int8 kernels) or int8")
 

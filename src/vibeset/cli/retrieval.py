@@ -101,7 +101,7 @@ def _fmt(metric: dict | None) -> str:
 
 @app.command("ranker")
 def ranker(
-    epochs: Optional[int] = typer.Option(None, help="training epochs of the sequential model (default 5)"),
+    epochs: Optional[int] = typer.Option(None, help="training epochs of the sequential model (default: [pipeline] ranker_epochs)"),
     last: int = typer.Option(5, help="each user's last N interactions: the test (set aside) and, before them, validation"),
     k: int = top_k_option(10, "cut-off K of the validation NDCG that picks the defaults"),
     workspace_path: Optional[Path] = WorkspaceOption,
