@@ -44,3 +44,11 @@ def test_saved_model_serves_the_same_states_without_torch_and_fails_clearly(fitt
     (artifact.path / "sasrec.onnx").write_bytes(b"not an onnx graph")
     with pytest.raises(ArtifactError, match="sasrec.onnx: unreadable .*rebuild it with 'vibeset ranker'"):
         load_sequential(artifact)
+
+
+def test_a_tiny_run_of_one_epoch_trains_without_a_schedule():
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"user_id": np.repeat(["a", "b"], 12), "video_id": rng.choice([f"v{i}" for i in range(8)], 24),
+                          "timestamp": np.arange(24), "rating": 5.0, "weight": 1.0, "strength": 1.0, "positive": True})
+    model = SequentialModel(epochs=1, dim=8, max_len=6, layers=1, heads=1).fit(frame, np.array([f"v{i}" for i in range(8)]))
+    assert len(model.losses_) == 1 and np.isfinite(model.losses_[0])

@@ -89,7 +89,9 @@ def train(sequences: Sequence[np.ndarray], items: int, settings: Any, *, threads
     network = SASRec(items, settings.dim, settings.max_len, settings.layers, settings.heads, settings.dropout)
     optimiser = torch.optim.AdamW(network.parameters(), lr=settings.lr, weight_decay=0.01)
     steps = settings.epochs * math.ceil(len(data) / settings.batch)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, settings.lr, total_steps=steps, pct_start=0.1)
+    # one cycle needs a few steps to warm up and anneal; a tiny run (one epoch, few users) keeps a flat rate
+    schedule = (torch.optim.lr_scheduler.OneCycleLR(optimiser, settings.lr, total_steps=steps, pct_start=max(0.1, 2.0 / steps))
+                if steps >= 4 else None)
     losses = []
     network.train()
     for _ in range(settings.epochs):
@@ -103,7 +105,8 @@ def train(sequences: Sequence[np.ndarray], items: int, settings: Any, *, threads
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-            schedule.step()
+            if schedule is not None:
+                schedule.step()
             total, count = total + float(loss.detach()) * len(wanted), count + len(wanted)
         losses.append(total / max(count, 1))
     network.eval()
