@@ -51,6 +51,7 @@ def main(session_dir: str) -> None:
         if ready and not os.read(sys.stdin.fileno(), 4096):
             break
         known = session_tree(session_dir) | (known & set(_processes()))
+    known |= session_tree(session_dir)  # now, before a dying raylet orphans its agents (renamed, so unnamed)
     time.sleep(0.5)  # a normal shutdown is already stopping them
     for pid in known | session_tree(session_dir):
         try:
