@@ -50,15 +50,21 @@ def _retrieval(workspace: Workspace) -> list[str]:
         return []
     report = read_evaluation(artifact)
     k = report.get("k", 10)
-    parts = [f"{name} recall@{k} {fmt(values[f'recall@{k}']['value'], values[f'recall@{k}'].get('ci'))}"
-             for name, values in report["systems"].items() if f"recall@{k}" in values]
-    line = (f"Retrieval on a temporal split of the interactions ({fmt(report.get('events'))} held-out positives of "
-            f"{fmt(report.get('users'))} users): " + "; ".join(parts) + ".")
+    lines = ["", f"Retrieval: a query is (user, vibe), its vibe predicted from the user's training history or taken from "
+                 f"the golden labels of a held-out video, never from the labels evaluated; 95% CIs resample users.", "",
+             f"| split | intents | queries (users) | system | recall@{k} | NDCG@{k} |", "| --- | --- | --- | --- | --- | --- |"]
+    for split_name, split in report.get("splits", {}).items():
+        for protocol, block in split["protocols"].items():
+            for system, values in block["systems"].items():
+                lines.append(f"| {split_name} | {protocol} | {fmt(block['queries'])} ({fmt(block['users'])}) | {system} | "
+                             + " | ".join(fmt(values[m]["value"], values[m].get("ci")) for m in (f"recall@{k}", f"ndcg@{k}"))
+                             + " |")
+    line = ""
     ab = report.get("ab") or {}
     if "intent_precision" in ab:
         m = ab["intent_precision"]
-        line += f" Replayed A/B of index {ab.get('b')} against {ab.get('a')}: intent precision {m['lift']:+.0%} [{m['ci'][0]:+.0%}, {m['ci'][1]:+.0%}]."
-    return ["", line]
+        line = f"Replayed A/B of index {ab.get('b')} against {ab.get('a')}: intent precision {m['lift']:+.0%} [{m['ci'][0]:+.0%}, {m['ci'][1]:+.0%}]."
+    return lines + (["", line] if line else [])
 
 
 def results_markdown(workspace: Workspace) -> str:
