@@ -50,8 +50,8 @@ def _retrieval(workspace: Workspace) -> list[str]:
         return []
     report = read_evaluation(artifact)
     k = report.get("k", 10)
-    lines = ["", f"Retrieval: a query is (user, vibe), its vibe predicted from the user's training history or taken from "
-                 f"the golden labels of a held-out video, never from the labels evaluated; 95% CIs resample users.", "",
+    lines = ["", "Retrieval: a query is (user, vibe), its vibe predicted from the user's training history or taken from "
+                 "the golden labels of a held-out video, never from the labels evaluated; 95% CIs resample users.", "",
              f"| split | intents | queries (users) | system | recall@{k} | NDCG@{k} |", "| --- | --- | --- | --- | --- | --- |"]
     for split_name, split in report.get("splits", {}).items():
         for protocol, block in split["protocols"].items():
