@@ -88,15 +88,23 @@ def _popularity(index):
     return engine, lambda user: index.popularity.astype(np.float64)
 
 
-RETRIEVERS = {"als": _als, "popularity": _popularity}
+def _sasrec(index):
+    recommender = Recommender(index)
+    items, users = (np.asarray(a) for a in index.ranker("sasrec"))
+    return recommender.engines["sasrec"], lambda user: items.astype(np.float64) @ users[user].astype(np.float64)
+
+
+RETRIEVERS = {"als": _als, "popularity": _popularity, "sasrec": _sasrec}
+QUERIES = {"als": lambda index: (lambda user: index.user_factors[user]),
+           "sasrec": lambda index: (lambda user: np.asarray(index.ranker("sasrec")[1])[user]),
+           "popularity": lambda index: (lambda user: np.ones(1, np.float32))}
 
 
 @pytest.fixture(params=sorted(RETRIEVERS))
 def retriever(request, first_run, pipeline_ws):
     index = load_index(artifacts_of(load_workspace(pipeline_ws)).get("index").path)
     engine, scores = RETRIEVERS[request.param](index)
-    query = (lambda user: index.user_factors[user]) if request.param == "als" else (lambda user: np.ones(1, np.float32))
-    return index, engine, scores, query
+    return index, engine, scores, QUERIES[request.param](index)
 
 
 @pytest.mark.parametrize("include, exclude", [((), ()), ((0,), ()), ((0, 1), ()), ((0,), (1,)), ((), (2,))])
