@@ -40,8 +40,14 @@ def verdict_section(ev: Evaluation) -> Section:
         section.lead.append(f"{len(winners)} of {len(verdicts)} annotators beat a single human rater (MCC {rater}): {names}.")
     else:
         best = max(verdicts, key=lambda v: v["mcc"] if v["mcc"] is not None else -2)
-        section.lead.append(f"No annotator beats a single human rater (MCC {rater}) yet. The best, {best['annotator']}, "
-                            f"reaches MCC {fmt(best['mcc'], best['ci'])}: it {best['word']} a single rater.")
+        ahead = [v for v in verdicts if v["word"] == "beats (CIs overlap)"]
+        if ahead:
+            names = ", ".join(f"{v['annotator']} (MCC {fmt(v['mcc'], v['ci'])})" for v in ahead)
+            section.lead.append(f"{len(ahead)} of {len(verdicts)} annotators beat a single human rater (MCC {rater}) on the "
+                                f"point estimate, with overlapping intervals: {names}.")
+        else:
+            section.lead.append(f"No annotator beats a single human rater (MCC {rater}) yet. The best, {best['annotator']}, "
+                                f"reaches MCC {fmt(best['mcc'], best['ci'])}: it {best['word']} a single rater.")
     annotators = ev.report["annotators"]
     if "teacher" in annotators and "student" in annotators:
         teacher, student = (annotators[n]["micro"].get("roc_auc") for n in ("teacher", "student"))
