@@ -107,12 +107,8 @@ class GeminiBackend:
             response = await self._get_client().aio.models.generate_content(
                 model=self.model, contents=[types.Content(role="user", parts=parts)], config=config
             )
-        except errors.APIError as err:
-            raise api_error(err) from err
-        except _TIMEOUTS as err:
-            raise CallError("timeout", f"no answer within {self.timeout_s:g} s", retryable=True) from err
-        except _TRANSPORT as err:
-            raise CallError("connection", f"cannot reach Gemini: {err}", retryable=True) from err
+        except FAILURES as err:
+            raise call_failure(err, self.timeout_s) from err
         except (json.JSONDecodeError, errors.UnknownApiResponseError, ValueError) as err:
             raise CallError("bad_response", f"the server's answer is not a Gemini response: {err}", retryable=True) from err
         usage = response.usage_metadata
@@ -148,6 +144,19 @@ class GeminiBackend:
         if self._client is not None:
             await self._client.aio.aclose()
             self._client = None
+
+
+#: what a call through google-genai raises when the API refuses it, times out or cannot connect
+FAILURES = (errors.APIError, *_TIMEOUTS, *_TRANSPORT)
+
+
+def call_failure(err: Exception, timeout_s: float) -> Exception:
+    """The error one of ``FAILURES`` means, for online calls and batch operations alike."""
+    if isinstance(err, errors.APIError):
+        return api_error(err)
+    if isinstance(err, _TIMEOUTS):
+        return CallError("timeout", f"no answer within {timeout_s:g} s", retryable=True)
+    return CallError("connection", f"cannot reach Gemini: {err}", retryable=True)
 
 
 def api_error(err: errors.APIError) -> Exception:

@@ -11,11 +11,11 @@ import io
 import json
 from typing import Any, Awaitable
 
-from google.genai import errors, types
+from google.genai import types
 
-from .backend import CallError, Completion, Request
+from .backend import Completion, Request
 from .provider_batch import BatchStatus, Result, result_of_error
-from .gemini_backend import _TIMEOUTS, _TRANSPORT, GeminiBackend, api_error
+from .gemini_backend import FAILURES, GeminiBackend, call_failure
 
 _STATES = {
     "JOB_STATE_PENDING": "running", "JOB_STATE_QUEUED": "running", "JOB_STATE_RUNNING": "running",
@@ -36,12 +36,8 @@ class GeminiBatch:
     async def _do(self, operation: Awaitable[Any]) -> Any:
         try:
             return await operation
-        except errors.APIError as err:
-            raise api_error(err) from err
-        except _TIMEOUTS as err:
-            raise CallError("timeout", f"no answer within {self.backend.timeout_s:g} s", retryable=True) from err
-        except _TRANSPORT as err:
-            raise CallError("connection", f"cannot reach Gemini: {err}", retryable=True) from err
+        except FAILURES as err:
+            raise call_failure(err, self.backend.timeout_s) from err
 
     async def line(self, key: str, request: Request) -> dict[str, Any]:
         return {"key": key, "request": await self.backend.rest_request(request)}
