@@ -5,6 +5,9 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
 
 import httpx
 import pytest
@@ -23,30 +26,38 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture()
-def server(tmp_path, monkeypatch):
-    monkeypatch.delenv("VIBESET_API_TOKEN", raising=False)
-    synthetic_index(**SIZE, seed=0).save(tmp_path, keep=10)
+@contextmanager
+def serving(root: Path, log: Path, tries: int) -> Iterator[str]:
+    """A real ``vibeset serve`` of the index at ``root`` (output in ``log``); its URL once /healthz answers."""
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from vibeset.cli import main; main()", "serve", "--index", str(tmp_path), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    with open(log, "wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-c", "from vibeset.cli import main; main()", "serve", "--index", str(root), "--port", str(port)],
+            stdout=sink, stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(200):
+        for _ in range(tries):
             try:
                 if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)
         else:
-            pytest.fail(f"server did not start: {process.stdout.read1().decode() if process.poll() is not None else 'timeout'}")
-        yield url, tmp_path
+            pytest.fail(f"server did not start: {log.read_text()}")
+        yield url
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture()
+def server(tmp_path, monkeypatch):
+    monkeypatch.delenv("VIBESET_API_TOKEN", raising=False)
+    root = tmp_path / "index"
+    synthetic_index(**SIZE, seed=0).save(root, keep=10)
+    with serving(root, tmp_path / "server.log", tries=200) as url:
+        yield url, root
 
 
 def test_swap_under_load_is_atomic(server):

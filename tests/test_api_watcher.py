@@ -3,8 +3,6 @@ keeps serving, and the next good build is picked up."""
 
 import json
 import shutil
-import subprocess
-import sys
 import time
 
 import httpx
@@ -14,7 +12,7 @@ from vibeset.files import atomic_write_text
 from vibeset.retrieval.index import POINTER
 from vibeset.retrieval.synthetic import synthetic_index
 
-from test_api_swap import free_port
+from test_api_swap import serving
 
 SIZE = dict(items=500, users=20, attributes=4)
 
@@ -51,26 +49,9 @@ def server(tmp_path, monkeypatch):
     monkeypatch.delenv("VIBESET_API_TOKEN", raising=False)
     root = tmp_path / "index"
     first = synthetic_index(**SIZE, seed=0).save(root, keep=20).name
-    port, log = free_port(), tmp_path / "server.log"
-    with open(log, "wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-c", "from vibeset.cli import main; main()", "serve", "--index", str(root), "--port", str(port)],
-            stdout=sink, stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            pytest.fail(f"server did not start: {log.read_text()}")
+    log = tmp_path / "server.log"
+    with serving(root, log, tries=300) as url:
         yield url, root, first, log
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def _served(url: str) -> str:
