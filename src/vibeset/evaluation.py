@@ -165,12 +165,24 @@ def rater_verdicts(report: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+#: the student's catalog calibration, written by distill beside the student
+CALIBRATION_FILE = "calibration.json"
+
+
+def catalog_calibration(student: Artifact) -> Mapping[str, Any] | None:
+    """The student's catalog calibration (per vibe: golden prevalence, base rate, share labelled, threshold),
+    when the distill stage wrote one."""
+    if not student.exists() or not (student.path / CALIBRATION_FILE).is_file():
+        return None
+    value = student.read_json(CALIBRATION_FILE)
+    return value if isinstance(value, Mapping) and isinstance(value.get("attributes"), Mapping) else None
+
+
 def _shares(labels: pd.DataFrame, videos: int, student: Artifact) -> list[str]:
     counts = labels[labels["label"]].groupby("attribute")["video_id"].nunique().reindex(sorted(set(labels["attribute"])), fill_value=0)
     share = counts / max(videos, 1)
-    rates = {}
-    if student.exists() and (student.path / "calibration.json").exists():
-        rates = {k: v["base_rate"] for k, v in student.read_json("calibration.json")["attributes"].items()}
+    calibrated = catalog_calibration(student)
+    rates = {k: v["base_rate"] for k, v in calibrated["attributes"].items()} if calibrated else {}
     parts = [f"{name} {value:.0%}" + (f"/{rates[name]:.0%}" if name in rates else "")
              for name, value in share.sort_values(ascending=False).items()]
     lines = ["share of the catalog labelled per vibe" + (" / its estimated base rate" if rates else "") + ": " + ", ".join(parts)]

@@ -26,7 +26,7 @@ from ..annotate.silver import load_silver
 from ..annotation import read_annotations
 from ..artifacts import Artifact, Stamp
 from ..errors import ConfigError, DataError
-from ..evaluation import evaluate_all
+from ..evaluation import CALIBRATION_FILE, evaluate_all
 from ..golden import GoldenSet
 from ..hashing import content_hash
 from ..progress import status
@@ -42,7 +42,6 @@ from .router import router_report
 from .student import Student, calibrate, save_student
 
 STUDENTS = ("linear", "mlp")
-CALIBRATION = "calibration.json"
 
 
 @dataclass
@@ -314,7 +313,7 @@ def _write(out: Artifact, stamp: Stamp, report: dict, onnx_file: Path, space: Fe
                                metrics={"agreement": report["agreement"], "dev": report["dev"]})
         report["student"] = {"directory": str(out.path), "version": version, "lineage": lineage}
         (staging / "report.json").write_text(json.dumps(report, indent=2, default=float), encoding="utf-8")
-        (staging / CALIBRATION).write_text(json.dumps({"attributes": table, "method": method}, indent=2, default=float),
+        (staging / CALIBRATION_FILE).write_text(json.dumps({"attributes": table, "method": method}, indent=2, default=float),
                                            encoding="utf-8")
         stamp.lineage = {"student_version": version, **lineage}
         stamp.meta = {"version": version, "agreement": report["agreement"], "dev": report["dev"]}

@@ -3,8 +3,6 @@ each annotator labels beside the vibe's estimated base rate."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
-
 import pandas as pd
 
 from ..annotation import read_annotations
@@ -12,12 +10,11 @@ from ..artifacts import artifacts_of
 from ..errors import VibesetError
 from ..golden import workspace_golden
 from ..metrics import fmt
-from ..evaluation import rater_verdicts
+from ..evaluation import catalog_calibration, rater_verdicts
 from ..workspace import Workspace
 from .charts import Bar, bar_chart
 from .sections import Evaluation, Figure, Section, Table
 
-CALIBRATION_FILE = "calibration.json"
 
 
 def verdict_section(ev: Evaluation) -> Section:
@@ -70,16 +67,6 @@ def shares_labelled(workspace: Workspace) -> dict[str, pd.Series]:
     return shares
 
 
-def calibration(workspace: Workspace) -> Mapping[str, Any] | None:
-    """The student's catalog calibration (``calibration.json``: golden prevalence, base rate, share labelled,
-    threshold per vibe), when the distill stage wrote one."""
-    student = artifacts_of(workspace).get("student")
-    if not student.exists() or not (student.path / CALIBRATION_FILE).is_file():
-        return None
-    value = student.read_json(CALIBRATION_FILE)
-    return value if isinstance(value, Mapping) and isinstance(value.get("attributes"), Mapping) else None
-
-
 def _flag(share: float | None, base: float | None) -> str:
     if share is None or base is None or base <= 0:
         return fmt(share)
@@ -99,7 +86,7 @@ def shares_section(workspace: Workspace) -> Section:
     )
     try:
         shares = shares_labelled(workspace)
-        calibrated = calibration(workspace)
+        calibrated = catalog_calibration(artifacts_of(workspace).get("student"))
     except VibesetError as err:
         section.missing = str(err)
         return section
