@@ -177,6 +177,9 @@ def test_usage_errors_say_what_is_wrong(cli, starter_workspace):
     assert "[llm.prices]" in dry["stderr"] + dry["stdout"]
     ab = cli("eval-retrieval", "--ab", "v9,v8", "--json", workspace=config)
     assert "no index version 'v9'" in json.loads(ab["stdout"])["error"]
+    epochs = cli("ranker", "--epochs", "-1", "--json", workspace=config)
+    _check(epochs, as_json=True, where="ranker --epochs -1")
+    assert "'--epochs'" in json.loads(epochs["stdout"])["error"]
 
 
 def test_index_versions_are_taken_by_prefix(cli, starter_workspace, tmp_path):

@@ -101,7 +101,7 @@ def _fmt(metric: dict | None) -> str:
 
 @app.command("ranker")
 def ranker(
-    epochs: Optional[int] = typer.Option(None, help="training epochs of the sequential model (default: [pipeline] ranker_epochs)"),
+    epochs: Optional[int] = typer.Option(None, min=1, help="training epochs of the sequential model (default: [pipeline] ranker_epochs)"),
     last: int = typer.Option(5, help="each user's last N interactions: the test (set aside) and, before them, validation"),
     k: int = top_k_option(10, "cut-off K of the validation NDCG that picks the defaults"),
     workspace_path: Optional[Path] = WorkspaceOption,
@@ -109,7 +109,7 @@ def ranker(
 ) -> None:
     """Train the sequential (SASRec-style) ranker; pick the default ranker and blend on a validation split."""
     ws = workspace(workspace_path)
-    options = {"last": last, "k": k, **({"epochs": epochs} if epochs else {})}
+    options = {"last": last, "k": k, **({"epochs": epochs} if epochs is not None else {})}
     outcome, ctx = run_stage(ws, "ranker", options=options)
     selection = ctx.results["selection"]
     if as_json:
