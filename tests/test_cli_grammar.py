@@ -180,6 +180,9 @@ def test_usage_errors_say_what_is_wrong(cli, starter_workspace):
     epochs = cli("ranker", "--epochs", "-1", "--json", workspace=config)
     _check(epochs, as_json=True, where="ranker --epochs -1")
     assert "'--epochs'" in json.loads(epochs["stdout"])["error"]
+    blend = cli("recommend", "--user", "u1", "--blend", "-1", "--json", workspace=config)
+    _check(blend, as_json=True, where="recommend --blend -1")
+    assert "'--blend'" in json.loads(blend["stdout"])["error"]  # the bounds the HTTP API has
 
 
 def test_index_versions_are_taken_by_prefix(cli, starter_workspace, tmp_path):

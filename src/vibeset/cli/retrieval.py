@@ -217,7 +217,7 @@ def recommend(
     user: Optional[str] = typer.Option(None, "--user", help="user id"),
     intent: Optional[str] = typer.Option(None, "--intent", help="vibe names ('dark,-sad') or free text; omitted: inferred"),
     k: int = top_k_option(5, "how many videos"),
-    blend: Optional[float] = typer.Option(None, help="weight of the vibe score in the ranking (default: the index's)"),
+    blend: Optional[float] = typer.Option(None, min=0.0, max=10.0, help="weight of the vibe score in the ranking, 0-10 as in the API (default: the index's)"),
     ranker: Optional[str] = typer.Option(None, help="als or sasrec (default: the index's)"),
     fallback: bool = typer.Option(False, "--fallback", help="text matching no vibe answers unrestricted (flagged)"),
     examples: int = typer.Option(0, "--examples", help="show N example users, each with an inferred, a free-text and an explicit intent"),
