@@ -124,6 +124,36 @@ def test_cache_prevents_a_second_call_and_never_holds_failures(videos, taxonomy,
     assert server.calls == 13
 
 
+def _open_cache_and_answer(path: str, barrier, key: str) -> None:
+    from vibeset.llm.backend import Completion
+    from vibeset.llm.cache import ResponseCache
+
+    barrier.wait()  # every worker opens the new cache at once, as shard workers do
+    cache = ResponseCache(path)
+    cache.put(key, Completion("{}", 1, 1))
+    cache.close()
+
+
+def test_workers_opening_one_new_cache_together_all_succeed(tmp_path) -> None:
+    import multiprocessing
+
+    from vibeset.llm.cache import ResponseCache
+
+    context = multiprocessing.get_context("forkserver")  # forking pytest's threads could deadlock a worker
+    context.set_forkserver_preload(["vibeset.llm.cache"])
+    for trial in range(6):
+        path, barrier = str(tmp_path / f"cache-{trial}.sqlite"), context.Barrier(16)
+        workers = [context.Process(target=_open_cache_and_answer, args=(path, barrier, f"k{n}")) for n in range(16)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(60)
+        assert [worker.exitcode for worker in workers] == [0] * 16
+        cache = ResponseCache(path)
+        assert len(cache) == 16
+        cache.close()
+
+
 def test_secrets_never_reach_artifacts_cache_or_logs(videos, taxonomy, server, tmp_path, monkeypatch, caplog) -> None:
     monkeypatch.setenv("VIBESET_LLM_API_KEY", SECRET)
     server.on_title(videos[0].title, *["nonjson"] * 3)

@@ -43,17 +43,7 @@ class ResponseCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = self._connect()
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # no fsync: a crash of the process loses nothing (the OS has the pages); a power cut
-            # may lose recent answers, which are then bought again. fsyncs stalled the event loop.
-            self._db.execute("PRAGMA synchronous=OFF")
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, text TEXT NOT NULL,"
-                " input_tokens INTEGER, output_tokens INTEGER, created REAL NOT NULL, probs TEXT)"
-            )
-            columns = {row[1] for row in self._db.execute("PRAGMA table_info(responses)")}
-            if "probs" not in columns:  # a cache written before logprob confidence
-                self._db.execute("ALTER TABLE responses ADD COLUMN probs TEXT")
+            self._prepare()
         except sqlite3.DatabaseError as err:
             raise ArtifactError(f"{self.path}: the response cache is unreadable ({err}); delete it (answers are "
                                 "bought again)") from err
@@ -63,6 +53,29 @@ class ResponseCache:
         self._error: sqlite3.Error | None = None
         self._writer = threading.Thread(target=self._write, name="vibeset-cache", daemon=True)
         self._writer.start()
+
+    def _prepare(self, attempts: int = 50) -> None:
+        """WAL mode and the table. Workers opening one cache together can meet SQLite's immediate
+        'database is locked' (switching the journal mode skips the busy timeout): retried."""
+        for attempt in range(attempts):
+            try:
+                if self._db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    self._db.execute("PRAGMA journal_mode=WAL")
+                # no fsync: a crash of the process loses nothing (the OS has the pages); a power cut
+                # may lose recent answers, which are then bought again. fsyncs stalled the event loop.
+                self._db.execute("PRAGMA synchronous=OFF")
+                self._db.execute(
+                    "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, text TEXT NOT NULL,"
+                    " input_tokens INTEGER, output_tokens INTEGER, created REAL NOT NULL, probs TEXT)"
+                )
+                columns = {row[1] for row in self._db.execute("PRAGMA table_info(responses)")}
+                if "probs" not in columns:  # a cache written before logprob confidence
+                    self._db.execute("ALTER TABLE responses ADD COLUMN probs TEXT")
+                return
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) or attempt == attempts - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)

@@ -1,9 +1,10 @@
 """Kill a Ray session's processes once its driver is gone: ``python -m vibeset.scale.reaper SESSION_DIR``.
 
 Started by ``ray_session`` with a pipe on stdin. While the driver lives, the reaper remembers the
-session's process tree every second (processes naming the session directory, and their
-descendants, which Ray renames to ``ray::...``); when the pipe closes (the driver exited or was
-killed) it kills what it remembered and what it still finds.
+session's process tree every second (processes naming the session directory, their descendants,
+and ``ray::...`` processes holding files in it: a raylet that dies with the driver orphans its
+renamed agents); when the pipe closes (the driver exited or was killed) it kills what it remembered
+and what it still finds. It never kills itself or its parent (the driver, on a normal shutdown).
 """
 
 from __future__ import annotations
@@ -32,13 +33,29 @@ def _processes() -> dict[int, tuple[int, str]]:
     return table
 
 
+def _holds_files_in(pid: int, directory: str) -> bool:
+    try:
+        descriptors = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for descriptor in descriptors:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{descriptor}").startswith(directory.rstrip("/") + "/"):
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def session_tree(session_dir: str) -> set[int]:
-    """Processes of the session: those naming its directory and their descendants."""
-    table = _processes()
-    found = {pid for pid, (_, command) in table.items() if session_dir in command}
-    found.discard(os.getpid())
+    """Processes of the session: those naming its directory or (renamed ``ray::``) holding its files,
+    and their descendants."""
+    spared = {os.getpid(), os.getppid()}
+    table = {pid: row for pid, row in _processes().items() if pid not in spared}
+    found = {pid for pid, (_, command) in table.items()
+             if session_dir in command or (command.startswith("ray::") and _holds_files_in(pid, session_dir))}
     while True:
-        more = {pid for pid, (parent, _) in table.items() if parent in found and pid not in found and pid != os.getpid()}
+        more = {pid for pid, (parent, _) in table.items() if parent in found and pid not in found}
         if not more:
             return found
         found |= more
