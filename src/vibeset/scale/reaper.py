@@ -1,20 +1,25 @@
-"""Kill a Ray session's processes once its driver is gone: ``python -m vibeset.scale.reaper SESSION_DIR``.
+"""Kill a Ray session's processes once its driver is gone: ``python -m vibeset.scale.reaper DRIVER_PID``.
 
-Started by ``ray_session`` with a pipe on stdin. While the driver lives, the reaper remembers the
-session's process tree every second (processes naming the session directory, their descendants,
-and ``ray::...`` processes holding files in it: a raylet that dies with the driver orphans its
-renamed agents); when the pipe closes (the driver exited or was killed) it kills what it remembered
-and what it still finds. It never kills itself or its parent (the driver, on a normal shutdown).
+Started by ``ray_session`` before ``ray.init``, with a pipe on stdin: a driver killed while Ray is
+still starting leaves processes too. Until the driver writes its session directory to the pipe,
+the session is the one Ray names after the driver (``session_<date>_<pid>``). While the driver
+lives, the reaper remembers the session's process tree every second: processes naming the session
+directory, their descendants, and ``ray::...`` processes holding files in it (a raylet that dies
+with the driver orphans its renamed agents). When the pipe closes (the driver exited or was
+killed) it kills what it remembered and what it still finds. It never kills itself or its parent
+(the driver, on a normal shutdown).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import select
 import signal
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 
 def _processes() -> dict[int, tuple[int, str]]:
@@ -33,27 +38,27 @@ def _processes() -> dict[int, tuple[int, str]]:
     return table
 
 
-def _holds_files_in(pid: int, directory: str) -> bool:
+def _holds_files_in(pid: int, names_session: Callable[[str], bool]) -> bool:
     try:
         descriptors = os.listdir(f"/proc/{pid}/fd")
     except OSError:
         return False
     for descriptor in descriptors:
         try:
-            if os.readlink(f"/proc/{pid}/fd/{descriptor}").startswith(directory.rstrip("/") + "/"):
+            if names_session(os.readlink(f"/proc/{pid}/fd/{descriptor}")):
                 return True
         except OSError:
             continue
     return False
 
 
-def session_tree(session_dir: str) -> set[int]:
+def session_tree(names_session: Callable[[str], bool]) -> set[int]:
     """Processes of the session: those naming its directory or (renamed ``ray::``) holding its files,
     and their descendants."""
     spared = {os.getpid(), os.getppid()}
     table = {pid: row for pid, row in _processes().items() if pid not in spared}
     found = {pid for pid, (_, command) in table.items()
-             if session_dir in command or (command.startswith("ray::") and _holds_files_in(pid, session_dir))}
+             if names_session(command) or (command.startswith("ray::") and _holds_files_in(pid, names_session))}
     while True:
         more = {pid for pid, (parent, _) in table.items() if parent in found and pid not in found}
         if not more:
@@ -61,16 +66,30 @@ def session_tree(session_dir: str) -> set[int]:
         found |= more
 
 
-def main(session_dir: str) -> None:
+def _matcher(driver: int, session_dir: str) -> Callable[[str], bool]:
+    if session_dir:
+        exact = session_dir.rstrip("/")
+        return lambda text: re.search(rf"{re.escape(exact)}(/|\s|$)", text) is not None
+    named = re.compile(rf"/session_[0-9_-]+_{driver}(/|\s|$)")
+    return lambda text: named.search(text) is not None
+
+
+def main(driver: int) -> None:
     known: set[int] = set()
+    received = b""
     while True:
         ready, _, _ = select.select([sys.stdin], [], [], 1.0)
-        if ready and not os.read(sys.stdin.fileno(), 4096):
-            break
-        known = session_tree(session_dir) | (known & set(_processes()))
-    known |= session_tree(session_dir)  # now, before a dying raylet orphans its agents (renamed, so unnamed)
+        if ready:
+            chunk = os.read(sys.stdin.fileno(), 4096)
+            if not chunk:
+                break
+            received += chunk
+        names_session = _matcher(driver, received.decode("utf-8", "replace").strip())
+        known = session_tree(names_session) | (known & set(_processes()))
+    names_session = _matcher(driver, received.decode("utf-8", "replace").strip())
+    known |= session_tree(names_session)  # now, before a dying raylet orphans its agents
     time.sleep(0.5)  # a normal shutdown is already stopping them
-    for pid in known | session_tree(session_dir):
+    for pid in known | session_tree(names_session):
         try:
             os.kill(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
@@ -78,4 +97,4 @@ def main(session_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(int(sys.argv[1]))

@@ -69,17 +69,18 @@ def ray_session(num_cpus: int | None = None) -> Iterator[Any]:
         finally:
             ray.shutdown()
         return
-    with contextlib.redirect_stdout(sys.stderr):
-        ray.init(
-            address="local",
-            num_cpus=num_cpus or os.cpu_count() or 1,
-            object_store_memory=OBJECT_STORE_BYTES,
-            include_dashboard=False,
-            log_to_driver=False,
-            configure_logging=False,
-        )
-    reaper = _start_reaper(_session_dir(ray))
+    reaper = _start_reaper()
     try:
+        with contextlib.redirect_stdout(sys.stderr):
+            ray.init(
+                address="local",
+                num_cpus=num_cpus or os.cpu_count() or 1,
+                object_store_memory=OBJECT_STORE_BYTES,
+                include_dashboard=False,
+                log_to_driver=False,
+                configure_logging=False,
+            )
+        _tell_reaper(reaper, _session_dir(ray))
         yield ray
     finally:
         with contextlib.redirect_stdout(sys.stderr):
@@ -96,10 +97,18 @@ def _session_dir(ray: Any) -> str | None:
     return None
 
 
-def _start_reaper(session_dir: str | None) -> subprocess.Popen | None:
-    if not session_dir or not sys.platform.startswith("linux"):
+def _start_reaper() -> subprocess.Popen | None:
+    if not sys.platform.startswith("linux"):
         return None
     return subprocess.Popen(
-        [sys.executable, "-m", "vibeset.scale.reaper", session_dir],
+        [sys.executable, "-m", "vibeset.scale.reaper", str(os.getpid())],
         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
+
+
+def _tell_reaper(reaper: subprocess.Popen | None, session_dir: str | None) -> None:
+    """The exact session directory, in case Ray stops naming it after the driver."""
+    if reaper is not None and session_dir:
+        with contextlib.suppress(OSError):
+            reaper.stdin.write(session_dir.encode() + b"\n")
+            reaper.stdin.flush()
