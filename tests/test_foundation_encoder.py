@@ -67,3 +67,17 @@ def test_cache_encodes_each_text_once(encoder, tmp_path):
     again = CachedEncoder(counting, tmp_path).encode(TEXTS[::-1])
     assert counting.seen == 4
     assert np.array_equal(again[::-1], first[:4])
+
+
+def test_token_budget_batches_fit_and_do_not_change_vectors(encoder):
+    lengths = np.array([3, 5, 5, 8, 40, 41, 200, 300])  # sorted, as encode passes them
+    encoder_budget = MiniLMEncoder.__new__(MiniLMEncoder)
+    encoder_budget.batch_size, encoder_budget.batch_tokens = 3, 40
+    batches = list(encoder_budget._batches(lengths, np.arange(len(lengths))))
+    assert np.concatenate(batches).tolist() == list(range(len(lengths)))  # every row once, in order
+    assert all(len(b) <= 3 for b in batches)
+    assert all(len(b) == 1 or len(b) * lengths[b].max() <= 40 for b in batches)  # a long text goes alone
+    assert [len(b) for b in batches] == [3, 1, 1, 1, 1, 1]
+    texts = TEXTS[:3] * 5 + ["short", "a much longer text about a road trip across a desert at night " * 6]
+    one_by_one = MiniLMEncoder(batch_size=1).encode(texts)
+    assert np.min(np.sum(encoder.encode(texts) * one_by_one, axis=1)) > 0.9999

@@ -101,7 +101,8 @@ def fp32_model(cache: Path | None = None) -> Path:
 class MiniLMEncoder:
     """all-MiniLM-L6-v2 through onnxruntime (``precision`` fp32 or int8): mean pooling, then L2 normalisation.
 
-    Texts are sorted by length and batched so padding stays small; ``threads`` defaults to all cores.
+    Texts are sorted by length and batched up to ``batch_tokens`` padded tokens (and ``batch_size``
+    rows), so padding stays small; ``threads`` defaults to all cores.
     ``model_path``: an int8 ONNX file to use instead of the package's (it must match the pinned sha256).
     """
 
@@ -112,6 +113,7 @@ class MiniLMEncoder:
         *,
         precision: str = "fp32",
         batch_size: int = 64,
+        batch_tokens: int = 768,
         max_length: int = 256,
         threads: int | None = None,
         model_path: str | Path | None = None,
@@ -141,17 +143,18 @@ class MiniLMEncoder:
         self._tokenizer.enable_truncation(max_length)
         self._tokenizer.no_padding()
         self.batch_size = batch_size
+        self.batch_tokens = batch_tokens
 
     def encode(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
         encodings = self._tokenizer.encode_batch(list(texts))
-        order = np.argsort([len(e.ids) for e in encodings], kind="stable")
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start : start + self.batch_size]
+        lengths = np.array([len(e.ids) for e in encodings])
+        order = np.argsort(lengths, kind="stable")
+        for rows in self._batches(lengths[order], order):
             batch = [encodings[i] for i in rows]
-            width = max(len(e.ids) for e in batch)
+            width = int(lengths[rows].max())
             ids = np.zeros((len(batch), width), dtype=np.int64)
             mask = np.zeros((len(batch), width), dtype=np.int64)
             for j, encoding in enumerate(batch):
@@ -166,6 +169,17 @@ class MiniLMEncoder:
             if progress:
                 progress(len(rows))
         return out
+
+    def _batches(self, sorted_lengths: np.ndarray, order: np.ndarray) -> Iterator[np.ndarray]:
+        """Consecutive runs of ``order`` (sorted by length) whose padded size fits the budgets."""
+        start = 0
+        while start < len(order):
+            end = start + 1
+            while (end < len(order) and end - start < self.batch_size
+                   and (end + 1 - start) * sorted_lengths[end] <= self.batch_tokens):
+                end += 1
+            yield order[start:end]
+            start = end
 
 
 def encoder_named(name: str, *, threads: int | None = None, cache: Path | None = None) -> MiniLMEncoder:

@@ -129,7 +129,7 @@ def _sentence_transformer():
 def _baseline(model, texts: list[str], ids: list[str], attributes: list[str], heads: list, out: Path) -> float:
     """sentence-transformers fp32 + one scikit-learn logistic regression per attribute, pandas Parquet out."""
     started = time.perf_counter()
-    embeddings = model.encode(texts, batch_size=64, normalize_embeddings=True)
+    embeddings = model.encode(texts, normalize_embeddings=True)  # its default batch, 32
     scores = np.stack([head.predict_proba(embeddings)[:, 1] for head in heads], axis=1)
     frame = pd.DataFrame(
         {
@@ -207,9 +207,9 @@ def run_label_bench(
         train_y[0], train_y[1] = True, False  # every head needs both classes
         heads = [LogisticRegression(max_iter=200).fit(text[rows_of], train_y[:, j]) for j in range(len(student.attributes))]
         transformer = _sentence_transformer()
-        reference = transformer.encode(sample_texts, batch_size=64, normalize_embeddings=True)
+        reference = transformer.encode(sample_texts, normalize_embeddings=True)
         encoders = {f"onnx-{p}": MiniLMEncoder(precision=p).encode for p in PRECISIONS}
-        encoders["torch-fp32"] = lambda batch: transformer.encode(batch, batch_size=64, normalize_embeddings=True)
+        encoders["torch-fp32"] = lambda batch: transformer.encode(batch, normalize_embeddings=True)
         ours = f"onnx-{student.space.encoder.rsplit('-', 1)[-1]}"
         runs: dict[str, list[float]] = {name: [] for name in [*encoders, "end_to_end", "baseline"]}
         cosine: dict[str, float] = {}
