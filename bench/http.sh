@@ -46,6 +46,10 @@ $PY -c "from vibeset.cli import main; main()" serve --index "$WORK/index" --port
 PIDS+=($!)
 wait_up $PORT healthz
 curl -sf "http://127.0.0.1:$PORT/recommend?user=u1&intent=a1&k=10" >/dev/null
+# Warm both paths first: a fresh server's first /healthz round ran at ~60% of later ones, which
+# inflated round 1's ratio (0.65-0.70 against 0.37-0.43 in the rounds after it).
+wrk -t2 -c16 -d3s "http://127.0.0.1:$PORT/healthz" >/dev/null
+wrk -t2 -c16 -d3s -s "$WORK/random.lua" "http://127.0.0.1:$PORT" >/dev/null
 RATIOS=()
 for round in $(seq 1 "$ROUNDS"); do
   run_wrk "healthz_$round" $PORT /healthz
