@@ -71,9 +71,7 @@ def test_cache_encodes_each_text_once(encoder, tmp_path):
 
 def test_token_budget_batches_fit_and_do_not_change_vectors(encoder):
     lengths = np.array([3, 5, 5, 8, 40, 41, 200, 300])  # sorted, as encode passes them
-    encoder_budget = MiniLMEncoder.__new__(MiniLMEncoder)
-    encoder_budget.batch_size, encoder_budget.batch_tokens = 3, 40
-    batches = list(encoder_budget._batches(lengths, np.arange(len(lengths))))
+    batches = list(MiniLMEncoder(batch_size=3, batch_tokens=40)._batches(lengths, np.arange(len(lengths))))
     assert np.concatenate(batches).tolist() == list(range(len(lengths)))  # every row once, in order
     assert all(len(b) <= 3 for b in batches)
     assert all(len(b) == 1 or len(b) * lengths[b].max() <= 40 for b in batches)  # a long text goes alone

@@ -67,16 +67,17 @@ def session_tree(names_session: Callable[[str], bool]) -> set[int]:
 
 
 def _matcher(driver: int, session_dir: str) -> Callable[[str], bool]:
-    if session_dir:
-        exact = session_dir.rstrip("/")
-        return lambda text: re.search(rf"{re.escape(exact)}(/|\s|$)", text) is not None
-    named = re.compile(rf"/session_[0-9_-]+_{driver}(/|\s|$)")
-    return lambda text: named.search(text) is not None
+    """Does a command line or file path name the session: its exact directory once known, else Ray's
+    name for the driver's session."""
+    name = re.escape(session_dir.rstrip("/")) if session_dir else rf"/session_[0-9_-]+_{driver}"
+    pattern = re.compile(rf"{name}(/|\s|$)")
+    return lambda text: pattern.search(text) is not None
 
 
 def main(driver: int) -> None:
     known: set[int] = set()
     received = b""
+    names_session = _matcher(driver, "")
     while True:
         ready, _, _ = select.select([sys.stdin], [], [], 1.0)
         if ready:
@@ -84,9 +85,8 @@ def main(driver: int) -> None:
             if not chunk:
                 break
             received += chunk
-        names_session = _matcher(driver, received.decode("utf-8", "replace").strip())
+            names_session = _matcher(driver, received.decode("utf-8", "replace").strip())
         known = session_tree(names_session) | (known & set(_processes()))
-    names_session = _matcher(driver, received.decode("utf-8", "replace").strip())
     known |= session_tree(names_session)  # now, before a dying raylet orphans its agents
     time.sleep(0.5)  # a normal shutdown is already stopping them
     for pid in known | session_tree(names_session):
