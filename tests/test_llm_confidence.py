@@ -13,7 +13,9 @@ import pytest
 from vibeset.annotation import read_annotations
 from vibeset.golden import workspace_golden
 from vibeset.llm import LLMConfig, read_confidences, run
+from vibeset.llm.backend import CallError, TokenLogprob
 from vibeset.llm.confidence import label_offsets, label_probabilities
+from vibeset.llm.openai_backend import completion_of
 from vibeset.workspace import load_workspace
 
 from conftest import REPO, run_cli, write_workspace
@@ -23,12 +25,11 @@ NAMES = ["dark", "feel-good"]
 TEXT = '{"dark": {"label": true, "confidence": 0.8, "evidence": "a true story"}, "Feel Good": {"confidence": 0.6, "label": false}}'
 
 
-def _tokens(pieces: list[tuple[str, float, list[tuple[str, float]]]]) -> list[dict]:
-    return [{"token": t, "logprob": lp, "top_logprobs": [{"token": a, "logprob": alp} for a, alp in alts]}
-            for t, lp, alts in pieces]
+def _tokens(pieces: list[tuple[str, float, list[tuple[str, float]]]]) -> list[TokenLogprob]:
+    return [TokenLogprob(t, lp, tuple(TokenLogprob(a, alp) for a, alp in alts)) for t, lp, alts in pieces]
 
 
-def _split(text: str, cuts: dict[str, tuple[float, list[tuple[str, float]]]]) -> list[dict]:
+def _split(text: str, cuts: dict[str, tuple[float, list[tuple[str, float]]]]) -> list[TokenLogprob]:
     """Tokens spelling ``text``: one per character except the marked substrings, which get their logprobs."""
     pieces, i = [], 0
     while i < len(text):
@@ -72,6 +73,24 @@ def test_no_logprobs_or_tokens_that_do_not_spell_the_text_give_none() -> None:
     assert label_probabilities(TEXT, None, NAMES) == {}
     assert label_probabilities(TEXT, _tokens([("{", -0.1, [])]), NAMES) == {}
     assert label_probabilities("not json at all", _tokens([("not json at all", -0.1, [])]), NAMES) == {}
+
+
+def test_a_chat_completion_decodes_into_tokens_and_a_malformed_one_names_the_field() -> None:
+    body = {"id": "c1", "choices": [{"index": 0, "message": {"role": "assistant", "content": "true"},
+                                     "logprobs": {"content": [{"token": "true", "logprob": -0.5, "bytes": [116],
+                                                               "top_logprobs": [{"token": "false", "logprob": -1}]}]}}],
+            "usage": {"prompt_tokens": 7, "completion_tokens": 1, "total_tokens": 8}}
+    for raw in (json.dumps(body).encode(), json.dumps(body), body):  # HTTP bytes, text, a batch output line
+        completion = completion_of(raw)
+        assert completion.text == "true" and (completion.input_tokens, completion.output_tokens) == (7, 1)
+        assert completion.logprobs == [TokenLogprob("true", -0.5, (TokenLogprob("false", -1.0),))]
+    body["choices"][0]["logprobs"]["content"][0]["logprob"] = "high"
+    with pytest.raises(CallError, match=r"choices\[0\]\.logprobs\.content\[0\]\.logprob") as err:
+        completion_of(json.dumps(body))
+    assert err.value.kind == "bad_response" and err.value.retryable
+    for empty in (b'{"choices": []}', None):  # no choice; a batch output line without a body
+        with pytest.raises(CallError, match="not a chat completion"):
+            completion_of(empty)
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,14 @@ import av
 import numpy as np
 import pytest
 from PIL import Image
+from yarl import URL
 
 from vibeset.annotation import COLUMNS, Annotator, read_annotations
 from vibeset.catalog import Video
 from vibeset.errors import ConfigError
 from vibeset.llm import LLMAnnotator, LLMConfig, estimate, read_failures, run
 from vibeset.llm.frames import sample_frames
+from vibeset.llm.openai_backend import environment_proxy
 from vibeset.llm.ratelimit import RateLimiter
 from vibeset.taxonomy import load_taxonomy
 from vibeset.workspace import load_workspace
@@ -50,9 +52,9 @@ def _config(**changes) -> LLMConfig:
     return LLMConfig(**{"concurrency": 8, "backoff_s": 0.001, "max_retries": 2, "flush_every": 5, **changes})
 
 
-def _run(videos, taxonomy, server, out, config=None, model="test-model", **kwargs):
+def _run(videos, taxonomy, server, out, config=None, model="test-model", base_url=None, **kwargs):
     config = config or _config()
-    backend = config.backend("openai", model, server.base_url)
+    backend = config.backend("openai", model, base_url or server.base_url)
     return asyncio.run(run(videos, taxonomy, backend, config, out, **kwargs))
 
 
@@ -200,6 +202,19 @@ def test_the_endpoint_is_not_part_of_the_cache_key_or_the_job(videos, taxonomy, 
     assert [entry["endpoint"] for entry in entries] == [first.base_url, moved.base_url]  # lineage keeps where
 
 
+def test_the_proxy_the_environment_names_is_used_unless_no_proxy_names_the_host(videos, taxonomy, server, tmp_path,
+                                                                              monkeypatch) -> None:
+    # looked up once per session, not per request (aiohttp's trust_env costs a thread hop a call)
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.port}")  # the test server answers as the proxy
+    summary = _run(videos[:3], taxonomy, server, tmp_path / "out", base_url="http://llm.invalid/v1")
+    assert summary.annotated == 3 and server.calls == 3
+    assert environment_proxy("http://llm.invalid/v1")[0] == URL(f"http://127.0.0.1:{server.port}")
+    monkeypatch.setenv("NO_PROXY", "llm.invalid")
+    assert environment_proxy("http://llm.invalid/v1") == (None, None)
+
+
 def test_self_consistency_votes(videos, taxonomy, server, tmp_path) -> None:
     server.on_title(videos[0].title, "ok", "flip", "ok")
     summary = _run(videos[:1], taxonomy, server, tmp_path, _config(samples=3, temperature=0.7))
@@ -295,6 +310,19 @@ def test_gemini_backend_over_http_with_frames(videos, taxonomy, server, tmp_path
     assert len(read_annotations(tmp_path / "out")) == 4 * len(taxonomy)
     for path in (tmp_path / "out").rglob("*"):
         assert path.is_dir() or SECRET.encode() not in path.read_bytes()
+
+
+def test_a_native_video_answer_is_replayed_from_the_cache(videos, taxonomy, server, tmp_path, monkeypatch) -> None:
+    # the key of a request that carries the video (not frames) is the key the run looks up
+    monkeypatch.setenv("GEMINI_API_KEY", SECRET)
+    clips = [Video(f"clip{i}", f"Clip {i}", "A grey clip.", media=f"gs://bucket/clip{i}.mp4") for i in range(3)]
+    config = _config(native_video=True, cache=tmp_path / "cache.sqlite")
+    for out in ("first", "second"):
+        backend = config.backend("gemini", "gemini-test", f"http://127.0.0.1:{server.port}")
+        summary = asyncio.run(run(clips, taxonomy, backend, config, tmp_path / out))
+        assert summary.annotated == 3
+    assert summary.cache_hits == 3 and summary.calls == 0 and server.calls == 3
+    assert all("gs://bucket/clip" in str(r["contents"][0]["parts"][0]["fileData"]) for r in server.requests)
 
 
 def test_the_shared_progress_bar_takes_totals_and_details(monkeypatch) -> None:

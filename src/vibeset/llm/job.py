@@ -113,6 +113,11 @@ class Job:
         request_digest = digest.hexdigest()
         return [cache_key(self.identity, self.prompt.version, request_digest, s) for s in range(self.config.samples)]
 
+    def video_keys(self, video: Video) -> list[str]:
+        """``keys`` of the request ``render_request`` will send, without sampling its frames."""
+        media = video.media if video.media and self.config.native_video else None
+        return self.keys(video, self.prompt.render(video, media=media))
+
     def tokens(self, request: Request) -> tuple[float, float]:
         """Estimated (input, output) tokens of one call."""
         chars = len(request.system) + len(request.user)

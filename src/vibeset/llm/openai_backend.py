@@ -8,10 +8,12 @@ import json
 from typing import Any, Literal, Mapping
 
 import aiohttp
-import orjson
+import msgspec
+from aiohttp.helpers import get_env_proxy_for_url
+from yarl import URL
 
 from ..errors import BackendError
-from .backend import KEY_VARIABLES, CallError, Completion, Request, api_key, retry_after_seconds
+from .backend import KEY_VARIABLES, CallError, Completion, Request, TokenLogprob, api_key, retry_after_seconds
 from .redaction import redact
 
 ResponseFormat = Literal["json_schema", "json_object", "none"]
@@ -85,7 +87,9 @@ class OpenAIBackend:
             self._headers = {"Authorization": f"Bearer {self.key()}", "Content-Type": "application/json"}
             # like httpx's: a limit on connecting and on each wait for data, not on the whole call
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout_s, sock_read=self.timeout_s)
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout, trust_env=True)
+            proxy, proxy_auth = environment_proxy(self.url)
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout,
+                                                  proxy=proxy, proxy_auth=proxy_auth)
         return self._session
 
     def _messages(self, request: Request) -> list[dict[str, Any]]:
@@ -163,20 +167,59 @@ class OpenAIBackend:
             self._session = None
 
 
+def environment_proxy(url: str) -> tuple[URL | None, aiohttp.BasicAuth | None]:
+    """The proxy the environment names for ``url`` (HTTP_PROXY, HTTPS_PROXY, NO_PROXY, ~/.netrc), once.
+
+    aiohttp's ``trust_env`` looks the proxy and ~/.netrc up in a thread on every request: ~0.4 ms
+    CPU a call, 0.79 -> 0.91 of the Little's-law bound at 64 calls in flight when looked up once.
+    """
+    try:
+        return get_env_proxy_for_url(URL(url))
+    except LookupError:  # none, or NO_PROXY names the host
+        return None, None
+
+
+class _Message(msgspec.Struct):
+    content: str | None = None
+
+
+class _Logprobs(msgspec.Struct):
+    content: list[TokenLogprob] | None = None
+
+
+class _Choice(msgspec.Struct):
+    message: _Message
+    logprobs: _Logprobs | None = None
+
+
+class _Usage(msgspec.Struct):
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+class _ChatCompletion(msgspec.Struct):
+    """The fields of a chat completion vibeset reads; the rest (ids, token bytes) is skipped unread."""
+
+    choices: list[_Choice]
+    usage: _Usage | None = None
+
+
+_DECODER = msgspec.json.Decoder(_ChatCompletion)
+
+
 def completion_of(raw: bytes | str | Mapping[str, Any]) -> Completion:
     """A ``Completion`` from a chat completion body (bytes, text or decoded), else a retryable ``CallError``."""
     try:
-        data = raw if isinstance(raw, Mapping) else orjson.loads(raw)  # ~5x json's speed on 100 kB of logprobs
-        choice = data["choices"][0]
-        message = choice["message"]
-        logprobs = (choice.get("logprobs") or {}).get("content")
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as err:
+        data = msgspec.convert(raw, _ChatCompletion) if isinstance(raw, Mapping) else _DECODER.decode(raw)
+        choice = data.choices[0]
+    except (msgspec.MsgspecError, IndexError, TypeError) as err:  # TypeError: no body at all
         text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace") if isinstance(raw, bytes) else json.dumps(raw)
-        raise CallError("bad_response", f"the server's answer is not a chat completion ({err!r})", retryable=True,
+        raise CallError("bad_response", f"the server's answer is not a chat completion ({err})", retryable=True,
                         raw=text[:2000]) from err
-    usage = data.get("usage") or {}
-    return Completion(text=message.get("content") or "", input_tokens=usage.get("prompt_tokens"),
-                      output_tokens=usage.get("completion_tokens"), logprobs=logprobs or None)
+    usage = data.usage or _Usage()
+    logprobs = choice.logprobs.content if choice.logprobs else None
+    return Completion(text=choice.message.content or "", input_tokens=usage.prompt_tokens,
+                      output_tokens=usage.completion_tokens, logprobs=logprobs or None)
 
 
 def _message(body: str) -> str:
