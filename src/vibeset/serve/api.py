@@ -155,7 +155,8 @@ async def _send_json(send: Callable, status: int, body: bytes, headers: list | N
 
 
 class BodyLimit:
-    """Pure ASGI: a request body over ``limit`` bytes is a 413, by its Content-Length or while it streams."""
+    """Pure ASGI: a request body over ``limit`` bytes is a 413, by its Content-Length or, for a
+    chunked body, by reading it here (it is small) before the app sees it."""
 
     def __init__(self, app: Any, limit: int = MAX_BODY) -> None:
         self.app = app
@@ -166,34 +167,39 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        length = dict(scope["headers"]).get(b"content-length")
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.limit):
             await _send_json(send, 413, self.refusal)
-            return
-        received, started = 0, False
-
-        async def counted() -> dict:
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.limit:
-                raise _TooLarge
-            return message
-
-        async def tracked(message: dict) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counted, tracked)
-        except _TooLarge:
-            if not started:
+        elif length is None and b"transfer-encoding" in headers:
+            body = await self._read(receive)
+            if body is None:
                 await _send_json(send, 413, self.refusal)
+            else:
+                await self.app(scope, _replay(body, receive), send)
+        else:  # a Content-Length within the limit (the server holds the body to it), or no body at all
+            await self.app(scope, receive, send)
+
+    async def _read(self, receive: Callable) -> bytes | None:
+        """The whole chunked body, or None once it passes the limit."""
+        body = bytearray()
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if len(body) > self.limit:
+                return None
+            if message["type"] != "http.request" or not message.get("more_body"):
+                return bytes(body)
 
 
-class _TooLarge(Exception):
-    pass
+def _replay(body: bytes, receive: Callable) -> Callable:
+    """A receive that yields ``body`` once, then the connection's own messages (a disconnect)."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replayed() -> dict:
+        return pending.pop() if pending else await receive()
+
+    return replayed
 
 
 def create_app(
