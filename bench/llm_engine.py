@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import subprocess
@@ -72,7 +71,7 @@ def _once(ws, videos, base_url: str, config: LLMConfig, server_pid: int, tmp: Pa
 
 
 async def _floor_calls(base_url: str, bodies: list[bytes], concurrency: int) -> None:
-    """The same requests through a bare aiohttp session: no engine at all."""
+    """The same requests through a bare aiohttp session, each answer decoded as the engine decodes it: no engine."""
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         queue = iter(bodies)
 
@@ -80,7 +79,7 @@ async def _floor_calls(base_url: str, bodies: list[bytes], concurrency: int) -> 
             for body in queue:
                 async with session.post(f"{base_url}/chat/completions", data=body,
                                         headers={"Content-Type": "application/json"}) as response:
-                    json.loads(await response.read())
+                    completion_of(await response.read())
 
         await asyncio.gather(*[worker() for _ in range(concurrency)])
 

@@ -97,19 +97,19 @@ class RunStore:
     def append(self, rows: list[Mapping[str, Any]]) -> None:
         """Write rows (whole videos, every ``PART_SCHEMA`` column) as the next part, in the background."""
         if rows:
-            self._write(pa.Table.from_pylist(list(rows), schema=PART_SCHEMA), self._next(self.out_dir))
+            self._write(list(rows), PART_SCHEMA, self._next(self.out_dir))
 
     def append_failures(self, rows: list[Mapping[str, Any]]) -> None:
         if rows:
-            table = pa.Table.from_pylist([dict(row) for row in rows], schema=FAILURE_SCHEMA)
-            self._write(table, self._next(self.failures_dir))
+            self._write([dict(row) for row in rows], FAILURE_SCHEMA, self._next(self.failures_dir))
 
-    def _write(self, table: pa.Table, path: Path) -> None:
-        """Parts are written (temp file, fsync, rename) by one writer thread, in order, so an fsync
-        stalled by a busy disk never stalls the calls in flight; ``drain`` waits for them."""
+    def _write(self, rows: list[Mapping[str, Any]], schema: pa.Schema, path: Path) -> None:
+        """Parts are built and written (temp file, fsync, rename) by one writer thread, in order: an
+        fsync stalled by a busy disk never stalls the calls in flight, nor does building the table
+        (5-20 ms for 256 videos, during which no answer in flight was read); ``drain`` waits for them."""
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vibeset-parts")
-        self._writes.append(self._writer.submit(atomic_write_table, table, path, fsync=True))
+        self._writes.append(self._writer.submit(_write_part, rows, schema, path))
 
     def drain(self) -> None:
         """Wait until every part handed over is written (and raise what a write raised)."""
@@ -157,6 +157,10 @@ class RunStore:
             entry["status"] = "killed"
         self._write_manifest()
         return [entry["run_id"] for entry in stale]
+
+
+def _write_part(rows: list[Mapping[str, Any]], schema: pa.Schema, path: Path) -> Path:
+    return atomic_write_table(pa.Table.from_pylist(rows, schema=schema), path, fsync=True)
 
 
 class Journal:
