@@ -29,6 +29,28 @@ def test_save_load_roundtrip_is_memory_mapped_and_versioned(tmp_path):
         load_index(tmp_path / "missing")
 
 
+def test_served_blocks_are_views_of_the_saved_vectors_in_posting_order(tmp_path):
+    # one copy in the page cache for every serving worker, and the same exact answers
+    index = synthetic_index(items=3000, users=20, attributes=5, prevalence=(0.1, 0.5), seed=2)
+    index.save(tmp_path)
+    loaded = load_index(tmp_path)
+    vectors = loaded.posting_vectors("als")
+    assert isinstance(vectors, np.memmap) and vectors.shape == (len(index.post_rows), 16)
+    recommender = Recommender(loaded)
+    assert recommender.engine.blocks and all(np.shares_memory(block, vectors) for block in recommender.engine.blocks.values())
+    for vibe in loaded.attributes:
+        rows, _ = loaded.postings(loaded.attribute_position(vibe))
+        user = 7
+        seen = set(loaded.seen(user)[0].tolist())
+        scores = {int(r): float(loaded.user_factors[user] @ loaded.item_factors[r]) for r in rows if int(r) not in seen}
+        best = sorted(scores, key=lambda r: (-scores[r], r))[:10]
+        got = recommender.search(user, explicit_intent(loaded.attributes, [vibe]), k=10)
+        assert got.rows.tolist() == best
+    np.save(next(tmp_path.glob("versions/*/als.postings.npy")), np.zeros((3, 16), np.float32))
+    with pytest.raises(DataError, match=r"als.postings.npy has shape \(3, 16\)"):
+        load_index(tmp_path)
+
+
 def test_explicit_and_inferred_intent():
     index = synthetic_index(items=300, users=10, attributes=5, seen_per_user=60, seed=2)
     assert explicit_intent(index.attributes, ["a1"], ["a2"]).to_json() == {

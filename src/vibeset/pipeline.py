@@ -157,6 +157,12 @@ def _interaction_sources(ctx: Context) -> dict[str, Any]:
     return {"interactions": ws.path(interactions.path), "columns": interactions.columns.model_dump()}
 
 
+def _index_sources(ctx: Context) -> dict[str, Any]:
+    from .retrieval.index import FORMAT  # a new index format rebuilds the index
+
+    return {**_interaction_sources(ctx), "index_format": FORMAT}
+
+
 def fingerprint(ctx: Context, stage: Stage, inputs: Mapping[str, Artifact]) -> str:
     sources = {name: _file_id(value) if isinstance(value, Path) else value for name, value in stage.sources(ctx).items()}
     settings = {key: getattr(ctx.config, key) for key in stage.settings}
@@ -447,7 +453,7 @@ STAGES: tuple[Stage, ...] = (
           lambda ctx: {"ranker": ctx.artifacts.get("ranker")}, _ranker, _interaction_sources, ("seed", "ranker_epochs")),
     Stage("index", "the attribute index restricted retrieval serves",
           lambda ctx: {"labels": ctx.labels(), "cf": ctx.artifacts.get("cf"), **_ranker_input(ctx)},
-          lambda ctx: {"index": ctx.artifacts.get("index")}, _index, _interaction_sources),
+          lambda ctx: {"index": ctx.artifacts.get("index")}, _index, _index_sources),
     Stage("evaluate", "teacher and student against the golden test split and a single human rater",
           lambda ctx: {"golden": ctx.artifacts.get("golden"), "teacher": ctx.teacher(), "labels": ctx.labels()},
           lambda ctx: {"metrics": ctx.artifacts.get("metrics")}, _evaluate, settings=("teacher",)),

@@ -8,6 +8,10 @@ Layout::
 
     <root>/CURRENT                 name of the live version
     <root>/versions/v00001-<time>-<random>/   manifest.json, items.parquet, users.parquet, *.npy, annotations.parquet
+
+``<ranker>.postings.npy`` holds a ranker's item vectors in posting order, so each attribute's
+vectors are one contiguous block: memory-mapped, the serving workers share one copy of them in
+the page cache (private copies per worker made every product ~1.7x slower on 2 workers).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from ..errors import DataError, UnknownAttributeError
 from ..files import atomic_write_text
 from ..taxonomy import Taxonomy
 
-FORMAT = 1
+FORMAT = 2  # 2: each ranker's item vectors in posting order ({ranker}.postings.npy)
 POINTER = "CURRENT"
 ALS = "als"
 LINEAGE = ("source", "model", "run_id", "prompt_version", "taxonomy_version")
@@ -72,6 +76,7 @@ class AttributeIndex:
     rankers: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # name -> (items, users) beyond ALS
 
     def __post_init__(self) -> None:
+        self._posting_vectors: dict[str, np.ndarray] = {}
         self._item_row = {video_id: row for row, video_id in enumerate(self.item_ids)}
         self._user_row = {user_id: row for row, user_id in enumerate(self.user_ids)}
         self._attribute = {name: position for position, name in enumerate(self.attributes)}
@@ -123,6 +128,12 @@ class AttributeIndex:
         start, end = self.post_offsets[position], self.post_offsets[position + 1]
         return self.post_rows[start:end], self.post_scores[start:end]
 
+    def posting_vectors(self, ranker: str) -> np.ndarray:
+        """The ranker's item vectors in posting order: attribute ``a``'s are rows ``post_offsets[a]:post_offsets[a + 1]``."""
+        if ranker not in self._posting_vectors:
+            self._posting_vectors[ranker] = np.take(self.ranker(ranker)[0], self.post_rows, axis=0)
+        return self._posting_vectors[ranker]
+
     def seen(self, user_row: int) -> tuple[np.ndarray, np.ndarray]:
         """Sorted item rows the user interacted with, and the ratings."""
         start, end = self.seen_indptr[user_row], self.seen_indptr[user_row + 1]
@@ -162,6 +173,9 @@ class AttributeIndex:
         for name, (items, users) in self.rankers.items():
             np.save(staging / f"{name}.items.npy", np.ascontiguousarray(items, dtype=np.float32), allow_pickle=False)
             np.save(staging / f"{name}.users.npy", np.ascontiguousarray(users, dtype=np.float32), allow_pickle=False)
+        for name in self.ranker_names:
+            np.save(staging / f"{name}.postings.npy", np.ascontiguousarray(self.posting_vectors(name), dtype=np.float32),
+                    allow_pickle=False)
         pq.write_table(pa.table({"video_id": self.item_ids, "title": self.titles}), staging / "items.parquet")
         pq.write_table(pa.table({"user_id": self.user_ids}), staging / "users.parquet")
         pq.write_table(pa.Table.from_pandas(self.annotations, preserve_index=False), staging / "annotations.parquet")
@@ -230,6 +244,7 @@ def load_index(path: str | Path, *, version: str | None = None, mmap: bool = Tru
     arrays = {name: files.read(f"{name}.npy", load) for name in ARRAYS}
     rankers = {name: (files.read(f"{name}.items.npy", load), files.read(f"{name}.users.npy", load))
                for name in names if name != ALS}
+    in_posting_order = {name: files.read(f"{name}.postings.npy", load) for name in [ALS, *rankers]}
     items = files.read("items.parquet", pq.read_table).to_pydict()
     users = files.read("users.parquet", pq.read_table).column("user_id").to_pylist()
     annotations = files.read("annotations.parquet", pd.read_parquet)
@@ -238,6 +253,7 @@ def load_index(path: str | Path, *, version: str | None = None, mmap: bool = Tru
             item_ids=items["video_id"], titles=items["title"], user_ids=users, attributes=list(manifest["attributes"]),
             annotations=annotations, manifest=manifest, rankers=rankers, **arrays,
         )
+        index._posting_vectors = in_posting_order
         _check_shapes(index)
     return index
 
@@ -253,6 +269,10 @@ def _check_shapes(index: AttributeIndex) -> None:
         raise DataError("postings or seen-item offsets do not match their arrays")
     if len(index.post_rows) and int(np.max(index.post_rows)) >= items:
         raise DataError("postings name item rows beyond the items")
+    for name, vectors in index._posting_vectors.items():
+        if vectors.shape != (len(index.post_rows), index.ranker(name)[0].shape[1]):
+            raise DataError(f"{name}.postings.npy has shape {vectors.shape}, expected "
+                            f"{(len(index.post_rows), index.ranker(name)[0].shape[1])}")
     for name, (item_vectors, user_vectors) in index.rankers.items():
         if item_vectors.shape[0] != items or user_vectors.shape[0] != users or item_vectors.shape[1:] != user_vectors.shape[1:]:
             raise DataError(f"ranker {name}: vectors {item_vectors.shape} / {user_vectors.shape} do not match "

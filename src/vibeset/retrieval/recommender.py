@@ -47,12 +47,14 @@ class Recommender:
     ) -> None:
         self.index = index
         postings = [index.postings(a) for a in range(len(index.attributes))]
-        # plain ndarray views of the memory maps: a memmap subclass taxes every numpy call of a request
+        # plain ndarray views of the memory maps: a memmap subclass taxes every numpy call of a request;
+        # blocks are views of the saved vectors in posting order, so workers share one copy of them
         self.engine = RestrictedTopK(
-            np.asarray(index.item_factors), [p for p, _ in postings], [s for _, s in postings], block_min=block_min
+            np.asarray(index.item_factors), [p for p, _ in postings], [s for _, s in postings], block_min=block_min,
+            posting_vectors=np.asarray(index.posting_vectors("als")),
         )
-        self.engines = {name: self.engine if name == "als" else self.engine.with_items(np.asarray(index.ranker(name)[0]))
-                        for name in index.ranker_names}
+        self.engines = {name: self.engine if name == "als" else self.engine.with_items(
+            np.asarray(index.ranker(name)[0]), np.asarray(index.posting_vectors(name))) for name in index.ranker_names}
         self._users = {name: np.asarray(index.ranker(name)[1]) for name in index.ranker_names}
         self._seen = (np.asarray(index.seen_indptr), np.asarray(index.seen_rows, dtype=np.int64))
         self.item_attributes: list[list[str]] = [[] for _ in range(len(index))]

@@ -5,8 +5,9 @@ Filtered ANN loses recall on rare filters and time on common ones; here the plan
 of the smallest requested posting list, and every plan is exact:
 
 - ``gather``: small and mid lists: filter the row ids first, then gather those rows and multiply.
-- ``block``: large lists: a contiguous copy of the list's embeddings (built once at load), one
-  matrix-vector product without any gather, then mask.
+- ``block``: large lists: the list's embeddings as one contiguous block (a view of a saved index's
+  vectors in posting order, or a copy made at load), one matrix-vector product without any gather,
+  then mask.
 - ``scan``: no attribute requested: one product over all items, then mask.
 
 Single-threaded numpy; the caller limits BLAS to one thread per process.
@@ -39,8 +40,9 @@ class RestrictedTopK:
     """Exact restricted top-K over an item matrix and per-attribute posting lists.
 
     ``postings[a]``: sorted item rows carrying attribute ``a``; ``scores[a]``: their attribute
-    scores. Lists of at least ``block_min`` rows get a contiguous embedding block, largest
-    first, within ``block_budget`` bytes.
+    scores. Lists of at least ``block_min`` rows get a contiguous embedding block: a view of
+    ``posting_vectors`` (the item vectors in posting order, as a saved index maps them) or else
+    a copy made here, largest first, within ``block_budget`` bytes.
     """
 
     def __init__(
@@ -51,6 +53,7 @@ class RestrictedTopK:
         *,
         block_min: int = 8192,
         block_budget: int = 2 << 30,
+        posting_vectors: np.ndarray | None = None,
     ) -> None:
         if len(postings) != len(scores):
             raise DataError(f"{len(postings)} posting lists but {len(scores)} score lists")
@@ -64,9 +67,16 @@ class RestrictedTopK:
                 raise DataError(f"posting list {a} must hold sorted unique rows in [0, {self.n_items})")
             np.bitwise_or.at(self.bits[a], rows >> 3, _BIT[rows & 7])
         self._block_min, self._block_budget = block_min, block_budget
-        self.blocks = self._blocks(item_factors)
+        self.blocks = self._blocks(item_factors, posting_vectors)
 
-    def _blocks(self, item_factors: np.ndarray) -> dict[int, np.ndarray]:
+    def _blocks(self, item_factors: np.ndarray, posting_vectors: np.ndarray | None) -> dict[int, np.ndarray]:
+        if posting_vectors is not None:
+            ends = np.cumsum([len(rows) for rows in self.postings])
+            if posting_vectors.shape != (int(ends[-1]) if len(ends) else 0, item_factors.shape[1]):
+                raise DataError(f"vectors in posting order have shape {posting_vectors.shape}, expected "
+                                f"{(int(ends[-1]) if len(ends) else 0, item_factors.shape[1])}")
+            return {a: posting_vectors[end - len(rows) : end] for a, (rows, end) in enumerate(zip(self.postings, ends))
+                    if len(rows) >= self._block_min}
         blocks: dict[int, np.ndarray] = {}
         budget = self._block_budget
         row_bytes = item_factors.shape[1] * 4
@@ -78,13 +88,13 @@ class RestrictedTopK:
             budget -= size * row_bytes
         return blocks
 
-    def with_items(self, item_factors: np.ndarray) -> "RestrictedTopK":
+    def with_items(self, item_factors: np.ndarray, posting_vectors: np.ndarray | None = None) -> "RestrictedTopK":
         """The same postings and filters over other item vectors (another ranker), sharing the bitmaps."""
         if item_factors.shape[0] != self.n_items:
             raise DataError(f"item vectors have {item_factors.shape[0]} rows, expected {self.n_items}")
         other = copy.copy(self)
         other.items = item_factors
-        other.blocks = self._blocks(item_factors)
+        other.blocks = self._blocks(item_factors, posting_vectors)
         return other
 
     def plan(self, include: Sequence[int]) -> str:
