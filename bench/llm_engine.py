@@ -5,10 +5,11 @@ answers carry ~1,300 token logprobs each), ``--repeats`` times: the latency of o
 alone through a warm client (the baseline, measured in the same run), the Little's-law bound
 (concurrency / that latency), the calls/s achieved over ``--videos`` videos and the engine's CPU
 per call. Prints each run, the medians, the load average, the same requests sent by a bare
-aiohttp client (the floor any engine on this client pays; it also makes the test server build
-each answer's logprobs once, untimed, so its CPU is not what the runs measure), and what the per-call CPU is spent
-on (each step timed alone on a real answer: decode, parse, logprobs, cache, rows, journal; the
-rest is the HTTP client and the event loop).
+aiohttp client that decodes each answer as the engine does (the floor any engine on this client
+pays), and what the per-call CPU is spent on (each step timed alone on a real answer: decode,
+parse, logprobs, cache, rows, journal; the rest is the HTTP client and the event loop). Before the
+runs, one untimed pass makes the test server build each answer's logprobs once, so its CPU is
+not what the runs measure.
 
     .venv/bin/python bench/llm_engine.py [--videos 1280] [--delay 0.1] [--concurrency 64] [--repeats 3]
 """

@@ -1,5 +1,7 @@
 """Index persistence (versions, CURRENT pointer, memory maps), intent parsing, inferred intent, evaluation."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -46,6 +48,8 @@ def test_served_blocks_are_views_of_the_saved_vectors_in_posting_order(tmp_path)
         best = sorted(scores, key=lambda r: (-scores[r], r))[:10]
         got = recommender.search(user, explicit_intent(loaded.attributes, [vibe]), k=10)
         assert got.rows.tolist() == best
+    other = dataclasses.replace(loaded, item_factors=np.ones_like(loaded.item_factors))  # as the evaluation refits
+    assert (other.posting_vectors("als") == 1).all()
     np.save(next(tmp_path.glob("versions/*/als.postings.npy")), np.zeros((3, 16), np.float32))
     with pytest.raises(DataError, match=r"als.postings.npy has shape \(3, 16\)"):
         load_index(tmp_path)

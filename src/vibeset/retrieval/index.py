@@ -76,6 +76,7 @@ class AttributeIndex:
     rankers: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # name -> (items, users) beyond ALS
 
     def __post_init__(self) -> None:
+        # derived state, not a field: ``dataclasses.replace`` with other vectors or postings starts it empty
         self._posting_vectors: dict[str, np.ndarray] = {}
         self._item_row = {video_id: row for row, video_id in enumerate(self.item_ids)}
         self._user_row = {user_id: row for row, user_id in enumerate(self.user_ids)}

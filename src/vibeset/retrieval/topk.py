@@ -71,10 +71,10 @@ class RestrictedTopK:
 
     def _blocks(self, item_factors: np.ndarray, posting_vectors: np.ndarray | None) -> dict[int, np.ndarray]:
         if posting_vectors is not None:
-            ends = np.cumsum([len(rows) for rows in self.postings])
-            if posting_vectors.shape != (int(ends[-1]) if len(ends) else 0, item_factors.shape[1]):
-                raise DataError(f"vectors in posting order have shape {posting_vectors.shape}, expected "
-                                f"{(int(ends[-1]) if len(ends) else 0, item_factors.shape[1])}")
+            ends = np.cumsum([len(rows) for rows in self.postings], dtype=np.int64)
+            expected = (int(ends[-1]) if len(ends) else 0, item_factors.shape[1])
+            if posting_vectors.shape != expected:
+                raise DataError(f"vectors in posting order have shape {posting_vectors.shape}, expected {expected}")
             return {a: posting_vectors[end - len(rows) : end] for a, (rows, end) in enumerate(zip(self.postings, ends))
                     if len(rows) >= self._block_min}
         blocks: dict[int, np.ndarray] = {}
