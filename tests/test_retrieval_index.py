@@ -39,7 +39,7 @@ def test_served_blocks_are_views_of_the_saved_vectors_in_posting_order(tmp_path)
     vectors = loaded.posting_vectors("als")
     assert isinstance(vectors, np.memmap) and vectors.shape == (len(index.post_rows), 16)
     recommender = Recommender(loaded)
-    assert recommender.engine.blocks and all(np.shares_memory(block, vectors) for block in recommender.engine.blocks.values())
+    assert recommender.engine.blocks and all(np.shares_memory(block.vectors, vectors) for block in recommender.engine.blocks.values())
     for vibe in loaded.attributes:
         rows, _ = loaded.postings(loaded.attribute_position(vibe))
         user = 7

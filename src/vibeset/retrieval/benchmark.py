@@ -85,7 +85,7 @@ def run_benchmark(
         "queries_per_level": queries,
         "threads": 1,
         "timings": {key: round(value, 2) for key, value in timings.items()},
-        "block_bytes": int(sum(b.nbytes for b in engine.blocks.values())),
+        "block_bytes": sum(b.nbytes for b in engine.blocks.values()),
         "levels": levels,
         "combinations": combinations,
     }

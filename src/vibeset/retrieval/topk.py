@@ -6,11 +6,11 @@ of the smallest requested posting list, and every plan is exact:
 
 - ``gather``: small and mid lists: filter the row ids first, then gather those rows and multiply.
 - ``block``: large lists: the list's embeddings as one contiguous block (a view of a saved index's
-  vectors in posting order, or a copy made at load), one matrix-vector product without any gather,
-  then mask.
+  vectors in posting order, or a copy made at load), scored in int8 without any gather, masked,
+  and the few candidates rescored exactly (``quantized.Int8Block``).
 - ``scan``: no attribute requested: one product over all items, then mask.
 
-Single-threaded numpy; the caller limits BLAS to one thread per process.
+Single-threaded numpy and one compiled kernel; the caller limits BLAS to one thread per process.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import DataError
+from .quantized import Int8Block
 
 _BIT = np.array([1 << b for b in range(8)], dtype=np.uint8)
 
@@ -42,7 +43,7 @@ class RestrictedTopK:
     ``postings[a]``: sorted item rows carrying attribute ``a``; ``scores[a]``: their attribute
     scores. Lists of at least ``block_min`` rows get a contiguous embedding block: a view of
     ``posting_vectors`` (the item vectors in posting order, as a saved index maps them) or else
-    a copy made here, largest first, within ``block_budget`` bytes.
+    a copy made here, largest first, within ``block_budget`` bytes; each with its int8 codes.
     """
 
     def __init__(
@@ -69,22 +70,28 @@ class RestrictedTopK:
         self._block_min, self._block_budget = block_min, block_budget
         self.blocks = self._blocks(item_factors, posting_vectors)
 
-    def _blocks(self, item_factors: np.ndarray, posting_vectors: np.ndarray | None) -> dict[int, np.ndarray]:
+    def _blocks(self, item_factors: np.ndarray, posting_vectors: np.ndarray | None) -> dict[int, Int8Block]:
+        blocks = self._quantized(item_factors, posting_vectors)
+        for block in list(blocks.values())[:1]:
+            block.compile()  # at load, not in the first request
+        return blocks
+
+    def _quantized(self, item_factors: np.ndarray, posting_vectors: np.ndarray | None) -> dict[int, Int8Block]:
         if posting_vectors is not None:
             ends = np.cumsum([len(rows) for rows in self.postings], dtype=np.int64)
             expected = (int(ends[-1]) if len(ends) else 0, item_factors.shape[1])
             if posting_vectors.shape != expected:
                 raise DataError(f"vectors in posting order have shape {posting_vectors.shape}, expected {expected}")
-            return {a: posting_vectors[end - len(rows) : end] for a, (rows, end) in enumerate(zip(self.postings, ends))
-                    if len(rows) >= self._block_min}
-        blocks: dict[int, np.ndarray] = {}
+            return {a: Int8Block.quantize(posting_vectors[end - len(rows) : end])
+                    for a, (rows, end) in enumerate(zip(self.postings, ends)) if len(rows) >= self._block_min}
+        blocks: dict[int, Int8Block] = {}
         budget = self._block_budget
-        row_bytes = item_factors.shape[1] * 4
+        row_bytes = item_factors.shape[1] * 5 + 4  # fp32 vector, int8 codes, scale
         for a in sorted(range(len(self.postings)), key=lambda a: -len(self.postings[a])):
             size = len(self.postings[a])
             if size < self._block_min or size * row_bytes > budget:
                 continue
-            blocks[a] = np.ascontiguousarray(np.take(item_factors, self.postings[a], axis=0), dtype=np.float32)
+            blocks[a] = Int8Block.quantize(np.take(item_factors, self.postings[a], axis=0))
             budget -= size * row_bytes
         return blocks
 
@@ -149,14 +156,9 @@ class RestrictedTopK:
             found = at[rows[at] == seen]  # positions in ``rows`` of the seen items it holds
 
         if plan == "block":
-            scores = self.blocks[driver] @ user
-            if blend:
-                scores += blend * self._attribute_score(driver, others, rows, None)
-            if keep is not None:
-                scores[~keep] = -np.inf
-            if found is not None:
-                scores[found] = -np.inf
-            return self._top(rows, scores, k, plan)
+            extra = blend * self._attribute_score(driver, others, rows, None) if blend else None
+            positions, scores = self.blocks[driver].top(user, k, extra, keep, found)
+            return TopK(rows=rows[positions], scores=scores, plan=plan, candidates=len(rows))
         if found is not None and len(found):
             keep = np.ones(len(rows), dtype=bool) if keep is None else keep.copy()
             keep[found] = False

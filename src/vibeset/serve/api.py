@@ -21,11 +21,11 @@ import logging
 import os
 from pathlib import Path
 from typing import Annotated, Any, Callable
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from starlette.datastructures import QueryParams
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ConfigDict, Field
 from threadpoolctl import threadpool_limits
@@ -68,8 +68,12 @@ def _json(value: Any, status: int = 200) -> Response:
     return Response(json.dumps(value, separators=(",", ":")).encode(), status_code=status, media_type="application/json")
 
 
+def _error_body(message: str, **extra: Any) -> bytes:
+    return json.dumps({"error": message, **extra}, separators=(",", ":")).encode()
+
+
 def _error(status: int, message: str, **extra: Any) -> Response:
-    return _json({"error": message, **extra}, status)
+    return Response(_error_body(message, **extra), status_code=status, media_type="application/json")
 
 
 class _Live:
@@ -266,17 +270,16 @@ async def _invalid(_: Request, err: RequestValidationError) -> Response:
     return _error(422, "; ".join(parts))
 
 
-def _answer(recommender: Recommender, user: str, build: Callable[[Recommender], Any], **options: Any) -> Response:
-    """One answer from one index version; user errors become 4xx with the reason."""
+def _answer(recommender: Recommender, user: str, build: Callable[[Recommender], Any], **options: Any) -> tuple[int, bytes]:
+    """One answer (status, JSON body) from one index version; user errors become 4xx with the reason."""
     try:
-        body = recommender.recommend_json(user, build(recommender), **options)
-        return Response(body, media_type="application/json")
+        return 200, recommender.recommend_json(user, build(recommender), **options)
     except UnknownUserError as err:
-        return _error(404, str(err))
+        return 404, _error_body(str(err))
     except IntentError as err:
-        return _error(422, str(err), closest=err.closest)
+        return 422, _error_body(str(err), closest=err.closest)
     except (UnknownAttributeError, DataError) as err:
-        return _error(400, str(err))
+        return 400, _error_body(str(err))
 
 
 #: GET /recommend's query parameters, documented for OpenAPI and checked by ``_recommend_query``.
@@ -308,7 +311,7 @@ def _number(name: str, text: str, kind: type, low: float, high: float) -> Any:
     return value
 
 
-def _recommend_query(params: Any) -> dict[str, Any]:
+def _recommend_query(params: dict[str, str]) -> dict[str, Any]:
     """The checked parameters of GET /recommend (``_BadQuery`` names the first bad one)."""
     user, intent = params.get("user"), params.get("intent")
     if not user:
@@ -328,12 +331,12 @@ def _recommend_query(params: Any) -> dict[str, Any]:
             "fallback": fallback in ("true", "1", "yes")}
 
 
-async def recommend_get(live: _Live, params: Any) -> Response:
+async def recommend_get(live: _Live, params: dict[str, str]) -> tuple[int, bytes]:
     """GET /recommend: the checked query, the intent (free text parsed in a thread), one version's answer."""
     try:
         q = _recommend_query(params)
     except _BadQuery as err:
-        return _error(422, str(err))
+        return 422, _error_body(str(err))
     recommender = live.recommender  # one version for the whole answer
     user, intent, fallback = q["user"], q["intent"], q["fallback"]
     build = lambda r: r.intent(user, intent, fallback=fallback)  # noqa: E731
@@ -345,7 +348,8 @@ async def recommend_get(live: _Live, params: Any) -> Response:
 
 class RecommendPath:
     """Pure ASGI: GET /recommend is answered before routing. FastAPI's per-request routing and
-    dependency machinery cost more than the restricted top-K; auth and the body limit still wrap it."""
+    dependency machinery cost more than the restricted top-K; auth and the body limit still wrap it.
+    The query is read as the last value of each name, as starlette's ``QueryParams.get`` does."""
 
     def __init__(self, app: Any, live: _Live) -> None:
         self.app = app
@@ -353,8 +357,8 @@ class RecommendPath:
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] == "http" and scope["path"] == "/recommend" and scope["method"] == "GET":
-            response = await recommend_get(self.live, QueryParams(scope["query_string"]))
-            await response(scope, receive, send)
+            params = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+            await _send_json(send, *await recommend_get(self.live, params))
             return
         await self.app(scope, receive, send)
 
@@ -382,8 +386,9 @@ def _document_get(app: FastAPI) -> None:
 def _routes(app: FastAPI, live: _Live) -> None:
     @app.post("/recommend", summary="Recommend for a user with explicit vibes and exclusions")
     async def recommend_post(body: RecommendRequest) -> Response:
-        return _answer(live.recommender, body.user, lambda r: r.explicit(body.attributes, body.excluded),
-                       k=body.k, blend=body.blend, ranker=body.ranker)
+        status, answer = _answer(live.recommender, body.user, lambda r: r.explicit(body.attributes, body.excluded),
+                                 k=body.k, blend=body.blend, ranker=body.ranker)
+        return Response(answer, status_code=status, media_type="application/json")
 
     @app.get("/videos/{video_id}", summary="A video's attributes with the lineage of each label")
     async def video(video_id: str) -> Response:
