@@ -80,3 +80,13 @@ def test_nothing_allowed_is_an_empty_answer_and_zero_rows_quantize():
     assert len(rows) == len(scores) == 0
     assert block.top(np.ones(4, np.float32), 3)[0].tolist() == [0, 1, 2]  # all-zero vectors tie at 0
     assert len(Int8Block.quantize(np.zeros((0, 4), np.float32))) == 0
+
+
+def test_masks_of_the_wrong_size_are_errors_not_memory_reads():
+    block = Int8Block.quantize(np.ones((5, 4), np.float32))
+    with pytest.raises(ValueError, match="one entry per row"):
+        block.top(np.ones(4, np.float32), 3, keep=np.ones(4, bool))
+    with pytest.raises(ValueError, match="one entry per row"):
+        block.top(np.ones(4, np.float32), 3, extra=np.ones(6, np.float32))
+    with pytest.raises(IndexError, match="outside the block"):
+        block.top(np.ones(4, np.float32), 3, skip=np.array([5]))

@@ -75,6 +75,8 @@ class Int8Block:
         """Positions and exact scores of the best ``k`` rows by ``vector . user + extra``, best first.
 
         ``keep``: a mask of the rows allowed (all when None); ``skip``: positions excluded.
+        ``extra`` and ``keep`` have one entry per row (``ValueError`` otherwise; a position in
+        ``skip`` outside the block is an ``IndexError``).
         """
         # a writable copy of ``user``: numba compiles read-only arrays (memory maps) separately
         return _top(self.codes, self.scale, self.vectors, np.array(user, dtype=np.float32),
@@ -128,6 +130,8 @@ def _kth(scores, k):  # pragma: no cover - compiled
 def _top(codes, scale, vectors, user, extra, keep, skip, k, bound, norm):  # pragma: no cover - compiled
     approx = _approximate(codes, scale, user)
     n = len(approx)
+    if len(extra) not in (0, n) or len(keep) not in (0, n) or len(vectors) != n:
+        raise ValueError("extra scores, mask and vectors must have one entry per row of the block")
     peak = 0.0
     for i in range(len(extra)):
         approx[i] += extra[i]
@@ -136,6 +140,8 @@ def _top(codes, scale, vectors, user, extra, keep, skip, k, bound, norm):  # pra
         if not keep[i]:
             approx[i] = -np.inf
     for p in skip:
+        if p < 0 or p >= n:
+            raise IndexError("a skipped position is outside the block")
         approx[p] = -np.inf
     kth = _kth(approx, k)
     length = np.sqrt(np.sum(user.astype(np.float64) ** 2))
