@@ -40,7 +40,7 @@ class Int8Block:
     codes: np.ndarray  # (dim, rows) int8
     scale: np.ndarray  # (rows,) float32
     bound: float  # max |v - s * q| plus rounding, per unit of |u|
-    norm: float  # max |v|, for the rounding slack
+    norm: float  # max |v| (plus the max error), for the rounding slack
 
     @classmethod
     def quantize(cls, vectors: np.ndarray) -> "Int8Block":
@@ -48,17 +48,17 @@ class Int8Block:
         peak = np.abs(exact).max(axis=1) if exact.size else np.zeros(len(exact))
         scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
         codes = np.clip(np.rint(exact / scale[:, None]), -127, 127).astype(np.int8)
-        residual = np.linalg.norm(exact - codes * scale[:, None].astype(np.float64), axis=1)
-        norm = float(np.linalg.norm(exact, axis=1).max(initial=0.0)) + float(residual.max(initial=0.0))
+        worst = float(np.linalg.norm(exact - codes * scale[:, None].astype(np.float64), axis=1).max(initial=0.0))
+        norm = float(np.linalg.norm(exact, axis=1).max(initial=0.0)) + worst
         return cls(vectors=np.ascontiguousarray(vectors, dtype=np.float32), codes=np.ascontiguousarray(codes.T),
-                   scale=scale, bound=float(residual.max(initial=0.0)) + _ROUNDING * norm, norm=norm)
+                   scale=scale, bound=worst + _ROUNDING * norm, norm=norm)
 
     def __len__(self) -> int:
         return len(self.vectors)
 
     def compile(self) -> None:
         """Compile the kernel (or load it from numba's cache) now, not in the first request."""
-        self.top(self.vectors[:1].sum(axis=0) if len(self) else np.zeros(self.codes.shape[0], np.float32), 1)
+        self.top(np.zeros(self.codes.shape[0], np.float32), 1)
 
     @property
     def nbytes(self) -> int:

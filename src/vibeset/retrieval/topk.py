@@ -72,8 +72,8 @@ class RestrictedTopK:
 
     def _blocks(self, item_factors: np.ndarray, posting_vectors: np.ndarray | None) -> dict[int, Int8Block]:
         blocks = self._quantized(item_factors, posting_vectors)
-        for block in list(blocks.values())[:1]:
-            block.compile()  # at load, not in the first request
+        if blocks:
+            next(iter(blocks.values())).compile()  # at load, not in the first request
         return blocks
 
     def _quantized(self, item_factors: np.ndarray, posting_vectors: np.ndarray | None) -> dict[int, Int8Block]:

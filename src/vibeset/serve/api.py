@@ -64,16 +64,24 @@ class RecommendRequest(BaseModel):
     ranker: str | None = Field(None, max_length=32, description="als or sasrec; omitted: the index's default")
 
 
+def _compact(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _reply(status: int, body: bytes) -> Response:
+    return Response(body, status_code=status, media_type="application/json")
+
+
 def _json(value: Any, status: int = 200) -> Response:
-    return Response(json.dumps(value, separators=(",", ":")).encode(), status_code=status, media_type="application/json")
+    return _reply(status, _compact(value))
 
 
 def _error_body(message: str, **extra: Any) -> bytes:
-    return json.dumps({"error": message, **extra}, separators=(",", ":")).encode()
+    return _compact({"error": message, **extra})
 
 
 def _error(status: int, message: str, **extra: Any) -> Response:
-    return Response(_error_body(message, **extra), status_code=status, media_type="application/json")
+    return _reply(status, _error_body(message, **extra))
 
 
 class _Live:
@@ -386,9 +394,8 @@ def _document_get(app: FastAPI) -> None:
 def _routes(app: FastAPI, live: _Live) -> None:
     @app.post("/recommend", summary="Recommend for a user with explicit vibes and exclusions")
     async def recommend_post(body: RecommendRequest) -> Response:
-        status, answer = _answer(live.recommender, body.user, lambda r: r.explicit(body.attributes, body.excluded),
-                                 k=body.k, blend=body.blend, ranker=body.ranker)
-        return Response(answer, status_code=status, media_type="application/json")
+        return _reply(*_answer(live.recommender, body.user, lambda r: r.explicit(body.attributes, body.excluded),
+                               k=body.k, blend=body.blend, ranker=body.ranker))
 
     @app.get("/videos/{video_id}", summary="A video's attributes with the lineage of each label")
     async def video(video_id: str) -> Response:
